@@ -1,0 +1,312 @@
+//! The Raft node: one state machine that takes one input at a time and returns
+//! typed outputs. The public methods are the inputs; `take_outputs` drains what the
+//! runtime must do. Each concern lives in its own file: `election`, `replication`,
+//! `reads`, `transfer`; this file holds the state and the input dispatch.
+//!
+//! Protocol rules enforced here and documented in docs/protocol.md:
+//! - term and vote are durable before a message that depends on them leaves
+//!   (see `durability`);
+//! - a follower acknowledges entries only once they are durable;
+//! - the leader counts itself toward a commit only up to its durable index;
+//! - only entries of the current term are committed by counting replicas;
+//! - entries are applied only when both committed and durable locally.
+
+mod election;
+mod reads;
+mod replication;
+mod transfer;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Config, ConfigError};
+use crate::durability::{Dependency, Durability};
+use crate::log::LogView;
+use crate::membership::Membership;
+use crate::message::{Envelope, Message};
+use crate::output::{Output, ProposeError, ReadError, ReadId, ReadPolicy, Role, TransferError};
+use crate::read::ReadIndexQueue;
+use crate::replication::Progress;
+use crate::storage::RecoveredLog;
+use crate::types::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Term};
+
+/// A snapshot of a node's protocol state, for status pages, tests and the simulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// Whom it voted for in `term`.
+    pub vote: Option<NodeId>,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// The highest index it knows to be committed.
+    pub commit: LogIndex,
+    /// The highest index the runtime reported applied.
+    pub applied: LogIndex,
+    /// The last entry of its log (durable or not).
+    pub last_log_id: LogId,
+    /// The last index that is durable and agrees with its log.
+    pub durable_index: LogIndex,
+}
+
+enum RoleState {
+    Follower,
+    PreCandidate { votes: BTreeMap<NodeId, bool> },
+    Candidate { votes: BTreeMap<NodeId, bool> },
+    Leader(Box<LeaderState>),
+}
+
+struct LeaderState {
+    progress: BTreeMap<NodeId, Progress>,
+    heartbeat_elapsed: u64,
+    reads: ReadIndexQueue,
+    /// Reads that arrived before an entry of this term was committed.
+    reads_before_term_commit: Vec<(ReadId, ReadPolicy)>,
+    transfer: Option<transfer::Transfer>,
+    /// A transfer was started in this term; lease reads stay off until the term ends.
+    transfer_attempted: bool,
+    /// Peers that should be sent entries when outputs are drained.
+    needs_append: Vec<NodeId>,
+}
+
+/// One Raft node's protocol state.
+pub struct Raft {
+    id: NodeId,
+    config: Config,
+    membership: Membership,
+    rng: ChaCha8Rng,
+    term: Term,
+    vote: Option<NodeId>,
+    commit: LogIndex,
+    log: LogView,
+    role: RoleState,
+    leader: Option<NodeId>,
+    /// Ticks since the last election timer reset (for a leader: since the last CheckQuorum round).
+    election_elapsed: u64,
+    randomized_election_timeout: u64,
+    /// Ticks since start; the core's only notion of time.
+    now: u64,
+    durability: Durability,
+    outbox: Vec<(Envelope, Dependency)>,
+    apply_requested: LogIndex,
+    applied: LogIndex,
+    reported_role: Option<(Role, Term, Option<NodeId>)>,
+    outputs: Vec<Output>,
+}
+
+impl Raft {
+    /// Starts a node from its recovered log and the index its state machine has applied.
+    ///
+    /// `seed` drives the only randomness (election timeouts); the same seed and the same
+    /// inputs produce the same outputs. Fails if the configuration is invalid or the node
+    /// is not a member.
+    pub fn new(
+        id: NodeId,
+        config: Config,
+        membership: Membership,
+        recovered: &RecoveredLog,
+        applied: LogIndex,
+        seed: u64,
+    ) -> Result<Raft, ConfigError> {
+        config.validate()?;
+        if !membership.contains(id) {
+            return Err(ConfigError::NotAMember(id));
+        }
+        let last = recovered.last_log_id;
+        assert!(applied <= last.index, "the state machine applied {applied} beyond the log's last entry {last}");
+        let commit = recovered.hard_state.commit.max(applied).min(last.index);
+        let mut raft = Raft {
+            id,
+            log: LogView::new(recovered, config.entry_cache_entries),
+            config,
+            membership,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            term: recovered.hard_state.term,
+            vote: recovered.hard_state.vote,
+            commit,
+            role: RoleState::Follower,
+            leader: None,
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            now: 0,
+            durability: Durability::new(last.index),
+            outbox: Vec::new(),
+            apply_requested: applied,
+            applied,
+            reported_role: None,
+            outputs: Vec::new(),
+        };
+        raft.reset_election_timer();
+        Ok(raft)
+    }
+
+    /// Advances time by one tick: drives election timeouts, heartbeats, CheckQuorum and
+    /// the leadership-transfer deadline.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        if self.is_leader() { self.tick_leader() } else { self.tick_election() }
+    }
+
+    /// Handles a message from a peer. Messages not addressed to this node, from non-members
+    /// or from itself are ignored.
+    pub fn step(&mut self, envelope: Envelope) {
+        let Envelope { from, to, message } = envelope;
+        if to != self.id || from == self.id || !self.membership.contains(from) {
+            return;
+        }
+        if !self.reconcile_term(from, &message) {
+            return;
+        }
+        match message {
+            Message::VoteRequest { term, last_log_id, pre_vote, .. } => {
+                self.handle_vote_request(from, term, last_log_id, pre_vote)
+            }
+            Message::VoteResponse { granted, pre_vote, term } => {
+                self.handle_vote_response(from, term, granted, pre_vote)
+            }
+            Message::AppendRequest { prev_log_id, entries, leader_commit, .. } => {
+                self.handle_append_request(from, prev_log_id, entries, leader_commit)
+            }
+            Message::AppendResponse { outcome, .. } => self.handle_append_response(from, outcome),
+            Message::Heartbeat { commit, read_round, .. } => self.handle_heartbeat(from, commit, read_round),
+            Message::HeartbeatResponse { read_round, .. } => self.handle_heartbeat_response(from, read_round),
+            Message::TimeoutNow { .. } => self.handle_timeout_now(from),
+        }
+    }
+
+    /// Appends a command if this node leads. The returned id is where the entry sits; the
+    /// command took effect when an entry with exactly this id is applied. If another entry
+    /// is applied at that index, the proposal was overwritten by a newer leader and never
+    /// takes effect.
+    pub fn propose(&mut self, command: Bytes) -> Result<LogId, ProposeError> {
+        let RoleState::Leader(leader) = &self.role else {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        };
+        if let Some(transfer) = &leader.transfer {
+            return Err(ProposeError::TransferInProgress { target: transfer.target });
+        }
+        Ok(self.append_as_leader(EntryPayload::Command(command)))
+    }
+
+    /// Asks for a linearizable read. The answer comes as `Output::ReadReady` (serve from a
+    /// state machine that applied at least the given index) or `Output::ReadFailed`.
+    pub fn read(&mut self, id: ReadId, policy: ReadPolicy) -> Result<(), ReadError> {
+        if !self.is_leader() {
+            return Err(ReadError::NotLeader { leader: self.leader });
+        }
+        self.admit_read(id, policy);
+        Ok(())
+    }
+
+    /// Hands leadership to `target`: the leader stops accepting proposals, brings the target
+    /// up to date and tells it to campaign at once. Abandoned after an election timeout.
+    pub fn transfer_leadership(&mut self, target: NodeId) -> Result<(), TransferError> {
+        self.start_transfer(target)
+    }
+
+    /// The runtime made write `id` durable (and with it every earlier write).
+    pub fn persisted(&mut self, id: crate::output::WriteId) {
+        for envelope in self.durability.on_persisted(id) {
+            self.outputs.push(Output::Send(envelope));
+        }
+        match &self.role {
+            RoleState::Leader(_) => self.maybe_commit(),
+            RoleState::Candidate { .. } => self.count_votes(),
+            _ => {}
+        }
+    }
+
+    /// The runtime loaded entries asked for by `Output::LoadEntries`.
+    pub fn entries_loaded(&mut self, peer: NodeId, term: Term, entries: Vec<Entry>) {
+        self.replicate_loaded(peer, term, entries);
+    }
+
+    /// The state machine has applied every entry up to `index`.
+    pub fn applied(&mut self, index: LogIndex) {
+        assert!(index <= self.apply_requested, "applied {index} beyond what was handed out");
+        self.applied = self.applied.max(index);
+    }
+
+    /// Drains the outputs of every input since the last call. Call it after each input (or
+    /// after a batch of inputs, to batch proposals into fewer writes and messages).
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        self.flush();
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// The node's protocol state.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            role: self.role(),
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.commit,
+            applied: self.applied,
+            last_log_id: self.log.last(),
+            durable_index: self.durability.durable_index(),
+        }
+    }
+
+    /// The membership in force.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        matches!(self.role, RoleState::Leader(_))
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, commit: self.commit }
+    }
+
+    fn send(&mut self, to: NodeId, message: Message, dependency: Dependency) {
+        debug_assert_ne!(to, self.id, "a node never sends to itself");
+        self.outbox.push((Envelope { from: self.id, to, message }, dependency));
+    }
+
+    /// Turns everything staged by the inputs since the last drain into outputs, in the order
+    /// the runtime must see them: the write, then the messages (released or held behind it),
+    /// then applies, reads and role changes.
+    fn flush(&mut self) {
+        self.flush_leader_sends();
+        let last_index = self.log.last().index;
+        if let Some(write) = self.durability.take_write(self.hard_state(), last_index) {
+            self.outputs.push(Output::Persist(write));
+        }
+        for (envelope, dependency) in std::mem::take(&mut self.outbox) {
+            if let Some(envelope) = self.durability.release_or_hold(envelope, dependency) {
+                self.outputs.push(Output::Send(envelope));
+            }
+        }
+        let applicable = self.commit.min(self.durability.durable_index());
+        if applicable > self.apply_requested {
+            self.outputs.push(Output::Apply { first: self.apply_requested.next(), last: applicable });
+            self.apply_requested = applicable;
+        }
+        let role = (self.role(), self.term, self.leader);
+        if self.reported_role != Some(role) {
+            self.reported_role = Some(role);
+            self.outputs.push(Output::RoleChanged { role: role.0, term: role.1, leader: role.2 });
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! What the leader knows of one follower and the probe / replicate state machine.
+//!
+//! Probe: the leader does not know where the follower's log matches; it sends one
+//! message and waits for the answer (or the next heartbeat response) before another.
+//! Replicate: the follower matched; the leader streams messages optimistically,
+//! advancing `next` as it sends, bounded by the in-flight window.
+//! Invariants: `matched < next`; in Replicate, the window holds only indices above `matched`.
+
+use super::Inflights;
+use crate::types::LogIndex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProgressState {
+    Probe,
+    Replicate,
+}
+
+#[derive(Debug)]
+pub(crate) struct Progress {
+    pub(crate) matched: LogIndex,
+    pub(crate) next: LogIndex,
+    pub(crate) state: ProgressState,
+    /// In Probe: a message is out and unanswered.
+    pub(crate) probe_sent: bool,
+    /// A `LoadEntries` for this peer is outstanding.
+    pub(crate) loading: bool,
+    pub(crate) inflights: Inflights,
+    /// Heard from since the last CheckQuorum round.
+    pub(crate) recent_active: bool,
+    /// The highest read round this peer confirmed.
+    pub(crate) read_round: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(next: LogIndex, inflights: Inflights) -> Progress {
+        Progress {
+            matched: LogIndex(0),
+            next,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            loading: false,
+            inflights,
+            recent_active: true,
+            read_round: 0,
+        }
+    }
+
+    /// Whether the leader may send an append message now.
+    pub(crate) fn can_send(&self) -> bool {
+        !self.loading
+            && match self.state {
+                ProgressState::Probe => !self.probe_sent,
+                ProgressState::Replicate => !self.inflights.is_full(),
+            }
+    }
+
+    /// Records that a message carrying entries up to `last` (or none) was sent.
+    pub(crate) fn sent(&mut self, last: Option<LogIndex>, bytes: u64) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if let Some(last) = last {
+                    self.inflights.add(last, bytes);
+                    self.next = last.next();
+                }
+            }
+        }
+    }
+
+    /// The follower matched up to `matched`. Returns whether anything moved forward.
+    pub(crate) fn on_success(&mut self, matched: LogIndex) -> bool {
+        let advanced = matched > self.matched;
+        if advanced {
+            self.matched = matched;
+        }
+        self.next = self.next.max(matched.next());
+        self.probe_sent = false;
+        match self.state {
+            ProgressState::Probe => {
+                self.state = ProgressState::Replicate;
+                self.inflights.clear();
+            }
+            ProgressState::Replicate => self.inflights.free_up_to(matched),
+        }
+        advanced
+    }
+
+    /// The follower rejected a message whose previous index was `rejected`. Returns
+    /// `false` for a stale rejection (one about a message already superseded).
+    pub(crate) fn on_conflict(&mut self, rejected: LogIndex, next_from_hint: LogIndex) -> bool {
+        let stale = match self.state {
+            ProgressState::Replicate => rejected <= self.matched,
+            ProgressState::Probe => rejected != self.next.prev(),
+        };
+        if stale {
+            return false;
+        }
+        self.state = ProgressState::Probe;
+        self.inflights.clear();
+        self.probe_sent = false;
+        self.next = next_from_hint.clamp(self.matched.next(), self.next.max(self.matched.next()));
+        true
+    }
+
+    /// A heartbeat response arrived: a paused probe may try again.
+    pub(crate) fn on_heartbeat_response(&mut self) {
+        self.probe_sent = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress() -> Progress {
+        Progress::new(LogIndex(11), Inflights::new(4, 1 << 20))
+    }
+
+    #[test]
+    fn probe_sends_one_message_and_waits() {
+        let mut p = progress();
+        assert!(p.can_send());
+        p.sent(Some(LogIndex(12)), 10);
+        assert!(!p.can_send(), "a probe waits for its answer");
+        p.on_heartbeat_response();
+        assert!(p.can_send(), "a heartbeat response lets the probe retry");
+    }
+
+    #[test]
+    fn success_switches_to_replicate_and_pipelines() {
+        let mut p = progress();
+        p.sent(None, 0);
+        assert!(p.on_success(LogIndex(10)));
+        assert_eq!(p.state, ProgressState::Replicate);
+        p.sent(Some(LogIndex(12)), 10);
+        p.sent(Some(LogIndex(14)), 10);
+        assert_eq!(p.next, LogIndex(15), "replicate advances next optimistically");
+        assert!(p.can_send());
+    }
+
+    #[test]
+    fn stale_rejections_are_ignored() {
+        let mut p = progress();
+        p.on_success(LogIndex(10));
+        p.sent(Some(LogIndex(12)), 10);
+        assert!(!p.on_conflict(LogIndex(9), LogIndex(5)), "a rejection below match is stale");
+        assert!(p.on_conflict(LogIndex(11), LogIndex(5)));
+        assert_eq!(p.next, LogIndex(11), "never go back below match + 1");
+        assert_eq!(p.state, ProgressState::Probe);
+    }
+}

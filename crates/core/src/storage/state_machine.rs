@@ -1,0 +1,53 @@
+use bytes::Bytes;
+
+use super::StorageError;
+use crate::membership::Membership;
+use crate::types::{Entry, LogId};
+
+/// What a snapshot covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The last entry whose effect the snapshot contains.
+    pub last_included: LogId,
+    /// The membership in force at `last_included`.
+    pub membership: Membership,
+}
+
+/// A point-in-time image of a state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// What it covers.
+    pub meta: SnapshotMeta,
+    /// The state machine's own encoding of its state.
+    pub data: Bytes,
+}
+
+/// The user's deterministic state machine.
+///
+/// The runtime calls `apply` with committed entries only, in log order, each
+/// exactly once per state-machine lifetime; determinism means every replica that
+/// applies the same entries reaches the same state and returns the same outputs.
+///
+/// # Durability
+/// A state machine either persists its state and `last_applied` atomically
+/// together (so that after a crash `last_applied` names exactly the entries whose
+/// effects survived), or keeps both in memory and starts from `LogId::default()`
+/// after a restart, in which case the runtime re-applies the log from the start.
+/// Applying the same entry twice must never be the consequence of a crash.
+pub trait StateMachine {
+    /// Applies `entries` (consecutive, starting right after `last_applied()`) and returns
+    /// one output per entry, in order (empty bytes for no-op and membership entries).
+    /// An error stops the node; entries may not be skipped.
+    fn apply(&mut self, entries: &[Entry]) -> Result<Vec<Bytes>, StorageError>;
+
+    /// The id of the last applied entry, `LogId::default()` if none.
+    fn last_applied(&self) -> LogId;
+
+    /// Captures the state as of `last_applied()`. The state machine stays usable.
+    fn build_snapshot(&mut self) -> Result<Snapshot, StorageError>;
+
+    /// Replaces the whole state with `snapshot`; afterwards `last_applied()` returns
+    /// `snapshot.meta.last_included`. Installing a snapshot older than `last_applied()`
+    /// is `Misuse`: the core never asks for it.
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+}
