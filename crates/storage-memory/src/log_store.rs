@@ -70,6 +70,11 @@ impl MemLogStore {
         self.durable.last_log_id()
     }
 
+    /// The id of the durable entry at `index`, if a crash would leave one there.
+    pub fn durable_log_id(&self, index: LogIndex) -> Option<LogId> {
+        self.durable.position(index).map(|position| self.durable.entries[position].log_id)
+    }
+
     /// The entries a crash would leave behind, in order. Copies the whole durable log.
     pub fn durable_entries(&self) -> Vec<Entry> {
         self.durable.entries.iter().cloned().collect()

@@ -108,7 +108,8 @@ impl Raft {
             self.reset_election_timer();
         }
         let answer_term = if pre_vote && granted { term } else { self.term };
-        let dependency = if pre_vote { Dependency::None } else { Dependency::HardState };
+        // A granted pre-vote promises nothing; anything else carries our term or vote.
+        let dependency = if pre_vote && granted { Dependency::None } else { Dependency::HardState };
         self.send(from, Message::VoteResponse { term: answer_term, granted, pre_vote }, dependency);
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// The highest read round this peer confirmed.
     pub(crate) read_round: u64,
+    /// `matched` when the previous heartbeat response arrived.
+    matched_at_last_heartbeat: LogIndex,
 }
 
 impl Progress {
@@ -42,6 +44,7 @@ impl Progress {
             inflights,
             recent_active: true,
             read_round: 0,
+            matched_at_last_heartbeat: LogIndex(0),
         }
     }
 
@@ -102,9 +105,18 @@ impl Progress {
         true
     }
 
-    /// A heartbeat response arrived: a paused probe may try again.
+    /// A heartbeat response arrived: a paused probe may try again, and a full window that
+    /// saw no acknowledgement for a whole heartbeat round is presumed lost: the peer goes
+    /// back to Probe and is re-sent from `matched + 1`.
     pub(crate) fn on_heartbeat_response(&mut self) {
         self.probe_sent = false;
+        let stalled = self.matched == self.matched_at_last_heartbeat;
+        if self.state == ProgressState::Replicate && self.inflights.is_full() && stalled {
+            self.state = ProgressState::Probe;
+            self.inflights.clear();
+            self.next = self.matched.next();
+        }
+        self.matched_at_last_heartbeat = self.matched;
     }
 }
 
@@ -135,6 +147,21 @@ mod tests {
         p.sent(Some(LogIndex(12)), 10);
         p.sent(Some(LogIndex(14)), 10);
         assert_eq!(p.next, LogIndex(15), "replicate advances next optimistically");
+        assert!(p.can_send());
+    }
+
+    #[test]
+    fn a_full_window_without_acknowledgements_falls_back_to_probe() {
+        let mut p = progress();
+        p.on_success(LogIndex(10));
+        p.on_heartbeat_response();
+        for last in [12, 14, 16, 18] {
+            p.sent(Some(LogIndex(last)), 10);
+        }
+        assert!(!p.can_send(), "four messages fill a window of four");
+        p.on_heartbeat_response();
+        assert_eq!(p.state, ProgressState::Probe, "the whole window was presumed lost");
+        assert_eq!(p.next, LogIndex(11));
         assert!(p.can_send());
     }
 

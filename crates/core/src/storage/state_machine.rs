@@ -43,8 +43,10 @@ pub trait StateMachine {
     /// The id of the last applied entry, `LogId::default()` if none.
     fn last_applied(&self) -> LogId;
 
-    /// Captures the state as of `last_applied()`. The state machine stays usable.
-    fn build_snapshot(&mut self) -> Result<Snapshot, StorageError>;
+    /// Captures the state as of `last_applied()` and returns that id with the state's
+    /// encoding. The state machine stays usable. The runtime pairs it with the membership
+    /// in force at that id to form a [`Snapshot`].
+    fn build_snapshot(&mut self) -> Result<(LogId, Bytes), StorageError>;
 
     /// Replaces the whole state with `snapshot`; afterwards `last_applied()` returns
     /// `snapshot.meta.last_included`. Installing a snapshot older than `last_applied()`

@@ -1,0 +1,240 @@
+//! Raft's safety invariants, checked after every simulated step.
+//!
+//! - Election safety: at most one leader per term.
+//! - Log matching: two logs holding the same log id hold the same prefix (checked with
+//!   a rolling hash of every node's log).
+//! - Committed entries never change: every index a node reports committed carries the
+//!   same log id on every node, forever.
+//! - Leader completeness: a new leader holds every committed entry.
+//! - State machine safety: no two nodes apply different entries at one index.
+//! - Committed entries are never lost: each is on a quorum of durable logs, checked after
+//!   every crash and at the end.
+//! - The durability contract, at the moment a message leaves: a vote or a message in a
+//!   term is backed by a durable hard state, and an acknowledgement by durable entries.
+//! - Term, commit and applied never go backwards within a life; term and vote survive
+//!   restarts because nothing depending on them left before they were durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use d_engine_core::{AppendOutcome, Entry, EntryPayload, Envelope, LogId, LogIndex, Message, NodeId, Role, Term};
+
+use crate::node::SimNode;
+
+#[derive(Debug, Default)]
+struct NodeLog {
+    ids: Vec<LogId>,
+    prefix: Vec<u64>,
+}
+
+impl NodeLog {
+    fn truncate(&mut self, from: LogIndex) {
+        let keep = from.0.saturating_sub(1) as usize;
+        self.ids.truncate(keep);
+        self.prefix.truncate(keep);
+    }
+
+    fn append(&mut self, entry: &Entry) -> u64 {
+        assert_eq!(entry.log_id.index.0 as usize, self.ids.len() + 1, "checker: log write leaves a gap");
+        let mut hasher = DefaultHasher::new();
+        self.prefix.last().copied().unwrap_or(0).hash(&mut hasher);
+        entry.log_id.hash(&mut hasher);
+        match &entry.payload {
+            EntryPayload::Command(data) => data.hash(&mut hasher),
+            EntryPayload::Noop => 0u8.hash(&mut hasher),
+            EntryPayload::Membership(m) => format!("{m:?}").hash(&mut hasher),
+        }
+        let hash = hasher.finish();
+        self.ids.push(entry.log_id);
+        self.prefix.push(hash);
+        hash
+    }
+}
+
+#[derive(Debug, Default)]
+struct NodeHistory {
+    log: NodeLog,
+    term: Term,
+    commit_checked: LogIndex,
+    applied: LogIndex,
+    last_role: Option<(Role, Term)>,
+}
+
+/// Checks invariants as the simulation runs; the first violation is a test failure.
+#[derive(Debug)]
+pub struct Checker {
+    voters: usize,
+    leaders: BTreeMap<Term, NodeId>,
+    prefix_of: HashMap<LogId, u64>,
+    nodes: BTreeMap<NodeId, NodeHistory>,
+    committed: Vec<LogId>,
+    applied: Vec<LogId>,
+}
+
+type Verdict = Result<(), String>;
+
+impl Checker {
+    /// A checker for a cluster of `voters` voting nodes.
+    pub fn new(voters: usize) -> Checker {
+        Checker {
+            voters,
+            leaders: BTreeMap::new(),
+            prefix_of: HashMap::new(),
+            nodes: BTreeMap::new(),
+            committed: Vec::new(),
+            applied: Vec::new(),
+        }
+    }
+
+    /// The log ids committed so far, by index.
+    pub fn committed(&self) -> &[LogId] {
+        &self.committed
+    }
+
+    /// Checks a message as it leaves `node`: what it claims must already be durable.
+    pub fn on_send(&self, node: &SimNode, envelope: &Envelope) -> Verdict {
+        let durable = node.store().durable_hard_state();
+        let from = envelope.from;
+        let message = &envelope.message;
+        let depends_on_term = !matches!(
+            message,
+            Message::VoteRequest { pre_vote: true, .. } | Message::VoteResponse { pre_vote: true, granted: true, .. }
+        );
+        if depends_on_term && durable.term < message.term() {
+            return Err(format!(
+                "{from} sent {} in {} while its durable term is {}",
+                message.kind(),
+                message.term(),
+                durable.term
+            ));
+        }
+        // A vote is safe once the durable state can never vote otherwise in that term: it
+        // records this vote, or it has already moved to a later term.
+        let vote_durable = |term: Term, candidate: NodeId| {
+            durable.term > term || (durable.term == term && durable.vote == Some(candidate))
+        };
+        match message {
+            Message::VoteRequest { term, pre_vote: false, .. } if !vote_durable(*term, from) => {
+                Err(format!("{from} asked for votes in {term} before its own vote was durable ({durable:?})"))
+            }
+            Message::VoteResponse { term, granted: true, pre_vote: false } if !vote_durable(*term, envelope.to) => {
+                Err(format!("{from} granted its vote to {} in {term} before the vote was durable ({durable:?})", envelope.to))
+            }
+            Message::AppendResponse { outcome: AppendOutcome::Success { matched }, .. } => {
+                let current = node.core().map(|core| core.status().last_log_id);
+                let durable_id = node.store().durable_log_id(*matched);
+                let current_id = if *matched == LogIndex(0) {
+                    None
+                } else {
+                    self.nodes.get(&from).and_then(|h| h.log.ids.get(matched.0 as usize - 1).copied())
+                };
+                if *matched > LogIndex(0) && (durable_id.is_none() || durable_id != current_id) {
+                    return Err(format!(
+                        "{from} acknowledged entries up to {matched} that are not durable (durable there: {durable_id:?}, log: {current:?})"
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes in what `node` did during one step and checks every invariant it touches.
+    pub fn after_step(&mut self, node: &mut SimNode) -> Verdict {
+        let id = node.id();
+        let observations = std::mem::take(&mut node.observations);
+        let history = self.nodes.entry(id).or_default();
+        for (truncate_from, entries) in &observations.log_writes {
+            if let Some(from) = truncate_from {
+                history.log.truncate(*from);
+            }
+            for entry in entries {
+                let hash = history.log.append(entry);
+                let known = *self.prefix_of.entry(entry.log_id).or_insert(hash);
+                if known != hash {
+                    return Err(format!("log matching violated: {id} holds {} with a different prefix", entry.log_id));
+                }
+            }
+        }
+        for entry in &observations.applied {
+            let index = entry.log_id.index.0 as usize;
+            if index != history.applied.0 as usize + 1 {
+                return Err(format!("{id} applied {} after {}", entry.log_id, history.applied));
+            }
+            history.applied = entry.log_id.index;
+            match self.applied.get(index - 1) {
+                Some(other) if *other != entry.log_id => {
+                    return Err(format!("state machine safety: {id} applied {} where another node applied {other}", entry.log_id));
+                }
+                Some(_) => {}
+                None => self.applied.push(entry.log_id),
+            }
+        }
+        let Some(core) = node.core() else { return Ok(()) };
+        let status = core.status();
+        if status.term < history.term {
+            return Err(format!("{id}'s term went back from {} to {}", history.term, status.term));
+        }
+        history.term = status.term;
+        if status.commit < history.commit_checked {
+            return Err(format!("{id}'s commit index went back from {} to {}", history.commit_checked, status.commit));
+        }
+        while history.commit_checked < status.commit {
+            let index = history.commit_checked.next();
+            let Some(log_id) = history.log.ids.get(index.0 as usize - 1).copied() else {
+                return Err(format!("{id} committed {index} beyond its log"));
+            };
+            match self.committed.get(index.0 as usize - 1) {
+                Some(known) if *known != log_id => {
+                    return Err(format!("committed entry changed: {id} committed {log_id} where {known} was committed"));
+                }
+                Some(_) => {}
+                None => self.committed.push(log_id),
+            }
+            history.commit_checked = index;
+        }
+        for (role, term, _) in &observations.roles {
+            if *role == Role::Leader && history.last_role != Some((Role::Leader, *term)) {
+                if let Some(other) = self.leaders.insert(*term, id)
+                    && other != id
+                {
+                    return Err(format!("election safety: {other} and {id} both led {term}"));
+                }
+                for (position, committed) in self.committed.iter().enumerate() {
+                    if history.log.ids.get(position) != Some(committed) {
+                        return Err(format!("leader completeness: {id} leads {term} without committed {committed}"));
+                    }
+                }
+            }
+            history.last_role = Some((*role, *term));
+        }
+        Ok(())
+    }
+
+    /// A node crashed: its view falls back to its durable log and a new life begins.
+    pub fn on_restart(&mut self, node: &SimNode) {
+        let history = self.nodes.entry(node.id()).or_default();
+        history.log = NodeLog::default();
+        for entry in node.store().durable_entries() {
+            history.log.append(&entry);
+        }
+        // Only the durable term survives a crash; messages never leave ahead of it
+        // (`on_send`), so restarting from it cannot undo anything another node relied on.
+        history.term = Term(0);
+        history.commit_checked = LogIndex(0);
+        history.applied = LogIndex(0);
+        history.last_role = None;
+    }
+
+    /// Every committed entry must sit on a quorum of durable logs.
+    pub fn committed_entries_survive(&self, nodes: &[SimNode]) -> Verdict {
+        let quorum = self.voters / 2 + 1;
+        for committed in self.committed.iter().rev().take(64) {
+            let holders = nodes.iter().filter(|node| node.store().durable_log_id(committed.index) == Some(*committed)).count();
+            if holders < quorum {
+                return Err(format!("committed entry {committed} is durable on only {holders} of {} nodes", self.voters));
+            }
+        }
+        Ok(())
+    }
+}

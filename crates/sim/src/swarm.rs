@@ -1,0 +1,236 @@
+//! Swarm testing: every seed draws its own cluster size, protocol settings and mix of
+//! faults, runs a client workload through a fault phase and a liveness phase, and checks
+//! the history. A seed fails on any invariant violation, a core assertion, a liveness
+//! timeout, or a linearizability checker that cannot decide.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use d_engine_core::{LeaseReadConfig, ReadPolicy};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::{Cluster, SimConfig};
+use crate::network::NetworkConfig;
+use crate::workload::WorkloadConfig;
+
+/// One kind of fault a seed may inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Crash a node (losing unsynced writes) or restart a crashed one.
+    Crash,
+    /// Freeze a node's process, or resume one.
+    Pause,
+    /// Split the cluster into two sides.
+    Partition,
+    /// Cut one direction of one link.
+    OneWay,
+    /// A reaches B and B reaches C, but A does not reach C.
+    PartialConnectivity,
+    /// Cut the current leader off.
+    IsolateLeader,
+    /// Switch between a reliable and an unreliable (lossy, duplicating, reordering) network.
+    Unreliable,
+    /// Make a node's disk 20-200 times slower, or restore it.
+    SlowDisk,
+    /// Ask the leader to hand leadership to a random node.
+    Transfer,
+}
+
+const ALL_FAULTS: [Fault; 9] = [
+    Fault::Crash,
+    Fault::Pause,
+    Fault::Partition,
+    Fault::OneWay,
+    Fault::PartialConnectivity,
+    Fault::IsolateLeader,
+    Fault::Unreliable,
+    Fault::SlowDisk,
+    Fault::Transfer,
+];
+
+/// Virtual time of the fault phase.
+pub const FAULT_PHASE_US: u64 = 10_000_000;
+/// Once faults stop, a leader must serve every client within this virtual time.
+pub const LIVENESS_BOUND_US: u64 = 10_000_000;
+/// Search steps the linearizability checker may spend on one key.
+pub const CHECKER_BUDGET_PER_KEY: u64 = 5_000_000;
+
+/// What a passing seed did.
+#[derive(Clone, Debug)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// The faults drawn for it.
+    pub faults: Vec<Fault>,
+    /// Client operations checked for linearizability.
+    pub operations: usize,
+    /// Entries committed.
+    pub committed: usize,
+}
+
+/// The plan a seed runs: derived from the seed alone (and the optional node count).
+#[derive(Clone, Debug)]
+pub struct SeedPlan {
+    /// The cluster's configuration.
+    pub config: SimConfig,
+    /// The faults to inject.
+    pub faults: Vec<Fault>,
+}
+
+impl SeedPlan {
+    /// Draws the cluster size (unless given), settings and fault mix from `seed`.
+    pub fn new(seed: u64, nodes: Option<usize>) -> SeedPlan {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
+        let nodes = nodes.unwrap_or([3, 3, 5, 5, 7][rng.random_range(0..5)]);
+        let mut config = SimConfig::new(nodes, seed);
+        config.raft.pre_vote = rng.random_bool(0.8);
+        config.raft.check_quorum = rng.random_bool(0.8);
+        config.raft.max_inflight_messages = [1, 4, 64][rng.random_range(0..3)];
+        config.raft.max_entries_per_message = [1, 8, 256][rng.random_range(0..3)];
+        config.raft.entry_cache_entries = [4, 64, 4096][rng.random_range(0..3)];
+        if rng.random_bool(0.3) {
+            config.raft.lease_read = Some(LeaseReadConfig { clock_drift_ticks: 2 });
+            config.read_policy = ReadPolicy::Lease;
+        }
+        config.workload = Some(WorkloadConfig { clients: rng.random_range(3..=6), ..WorkloadConfig::default() });
+        let mut faults: Vec<Fault> = ALL_FAULTS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+        if faults.is_empty() {
+            faults.push(ALL_FAULTS[rng.random_range(0..ALL_FAULTS.len())]);
+        }
+        SeedPlan { config, faults }
+    }
+}
+
+/// Runs one seed; any panic (invariant, core assertion) becomes an `Err` naming the seed.
+pub fn run_seed(seed: u64, nodes: Option<usize>) -> Result<SeedReport, String> {
+    let plan = SeedPlan::new(seed, nodes);
+    match catch_unwind(AssertUnwindSafe(|| run_plan(&plan))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic without message".into());
+            Err(message)
+        }
+    }
+}
+
+fn run_plan(plan: &SeedPlan) -> Result<SeedReport, String> {
+    let mut cluster = Cluster::new(plan.config.clone());
+    let mut fault_rng = ChaCha8Rng::seed_from_u64(plan.config.seed.rotate_left(17));
+    let end_of_faults = cluster.now() + FAULT_PHASE_US;
+    while cluster.now() < end_of_faults {
+        cluster.run_for(fault_rng.random_range(50_000..500_000));
+        let fault = plan.faults[fault_rng.random_range(0..plan.faults.len())];
+        inject(&mut cluster, fault, &mut fault_rng);
+    }
+    heal_everything(&mut cluster);
+    let seed = plan.config.seed;
+    let baseline: Vec<u64> = {
+        let workload = cluster.workload().expect("the swarm always runs clients");
+        (0..workload.clients()).map(|client| workload.completed(client)).collect()
+    };
+    let live = cluster.run_until(LIVENESS_BOUND_US, |c| {
+        let workload = c.workload().expect("clients");
+        c.leader().is_some() && baseline.iter().enumerate().all(|(client, before)| workload.completed(client) >= before + 2)
+    });
+    if !live {
+        return Err(format!(
+            "[seed {seed}] liveness: {}us after faults stopped, no leader served every client (leader: {:?}) at t={}us\n{}",
+            LIVENESS_BOUND_US,
+            cluster.leader(),
+            cluster.now(),
+            cluster.describe()
+        ));
+    }
+    cluster.stop_clients();
+    cluster.run_until(LIVENESS_BOUND_US, |c| !c.workload().expect("clients").has_outstanding());
+    let operations = cluster.finish(CHECKER_BUDGET_PER_KEY).map_err(|e| format!("[seed {seed}] {e}"))?;
+    Ok(SeedReport {
+        seed,
+        nodes: plan.config.nodes,
+        faults: plan.faults.clone(),
+        operations,
+        committed: cluster.committed().len(),
+    })
+}
+
+fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
+    let n = cluster.len();
+    let pick = |rng: &mut ChaCha8Rng| rng.random_range(0..n);
+    match fault {
+        Fault::Crash => {
+            let i = pick(rng);
+            if cluster.node(i).is_up() { cluster.crash(i) } else { cluster.restart(i) }
+        }
+        Fault::Pause => {
+            let i = pick(rng);
+            if cluster.is_paused(i) { cluster.resume(i) } else { cluster.pause(i) }
+        }
+        Fault::Partition => {
+            let mut ids = cluster.ids();
+            let split = rng.random_range(1..n);
+            for k in (1..ids.len()).rev() {
+                ids.swap(k, rng.random_range(0..=k));
+            }
+            let (left, right) = ids.split_at(split);
+            cluster.network().partition(&[left.to_vec(), right.to_vec()]);
+        }
+        Fault::OneWay => {
+            let ids = cluster.ids();
+            let (a, b) = (ids[pick(rng)], ids[pick(rng)]);
+            if a != b {
+                cluster.network().block(a, b);
+            }
+        }
+        Fault::PartialConnectivity => {
+            let ids = cluster.ids();
+            let (a, c) = (ids[pick(rng)], ids[pick(rng)]);
+            if a != c {
+                cluster.network().heal();
+                cluster.network().block(a, c);
+                cluster.network().block(c, a);
+            }
+        }
+        Fault::IsolateLeader => {
+            if rng.random_bool(0.5)
+                && let Some(leader) = cluster.leader()
+            {
+                cluster.disconnect(leader);
+            } else {
+                cluster.network().heal();
+            }
+        }
+        Fault::Unreliable => {
+            let config =
+                if rng.random_bool(0.5) { NetworkConfig::unreliable() } else { NetworkConfig::reliable() };
+            cluster.network().set_config(config);
+        }
+        Fault::SlowDisk => {
+            let i = pick(rng);
+            let factor = if rng.random_bool(0.5) { rng.random_range(20..200) } else { 1 };
+            cluster.set_disk_slowness(i, factor);
+        }
+        Fault::Transfer => {
+            if let Some(leader) = cluster.leader() {
+                let target = pick(rng);
+                let _ = cluster.transfer_leadership(leader, target);
+            }
+        }
+    }
+}
+
+/// Ends every fault: links, network quality, disks, paused and crashed processes.
+pub fn heal_everything(cluster: &mut Cluster) {
+    cluster.network().heal();
+    cluster.network().set_config(NetworkConfig::reliable());
+    for i in 0..cluster.len() {
+        cluster.set_disk_slowness(i, 1);
+        cluster.resume(i);
+        cluster.restart(i);
+    }
+}

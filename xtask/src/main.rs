@@ -1,0 +1,29 @@
+//! `cargo xtask`: project automation.
+//!
+//! - `cargo xtask sim --seeds N [--start S] [--nodes K] [--jobs J]`: swarm testing with the
+//!   deterministic simulator. Prints one line per failing seed with the command that
+//!   replays it, then `seeds: N, failures: F`; exits non-zero when F > 0.
+//! - `cargo xtask sim --seed S [--nodes K]`: replays one seed and prints its report.
+
+mod sim;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "d-engine project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the deterministic simulator over many seeds (swarm testing) or replay one.
+    Sim(sim::SimArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    match Cli::parse().command {
+        Command::Sim(args) => sim::run(args),
+    }
+}
