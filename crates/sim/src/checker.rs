@@ -91,6 +91,11 @@ impl Checker {
         &self.committed
     }
 
+    /// The entry applied at `index` (the same on every node that applied it), if any node has.
+    pub fn applied_at(&self, index: LogIndex) -> Option<LogId> {
+        index.0.checked_sub(1).and_then(|position| self.applied.get(position as usize)).copied()
+    }
+
     /// Checks a message as it leaves `node`: what it claims must already be durable.
     pub fn on_send(&self, node: &SimNode, envelope: &Envelope) -> Verdict {
         let durable = node.store().durable_hard_state();

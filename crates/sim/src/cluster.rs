@@ -122,6 +122,8 @@ pub struct Cluster {
     workload: Option<Workload>,
     messages: BTreeMap<&'static str, u64>,
     payload_bytes_sent: u64,
+    /// Replies to requests a test sent itself with `client_request` (no workload).
+    replies: Vec<(OpRef, Reply)>,
 }
 
 impl Cluster {
@@ -149,6 +151,7 @@ impl Cluster {
             workload,
             messages: BTreeMap::new(),
             payload_bytes_sent: 0,
+            replies: Vec::new(),
             config,
         };
         for i in 0..cluster.config.nodes {
@@ -347,6 +350,28 @@ impl Cluster {
         result
     }
 
+    /// How many running nodes have applied exactly the entry `log_id`.
+    pub fn applied_on(&self, log_id: LogId) -> usize {
+        if self.checker.applied_at(log_id.index) != Some(log_id) {
+            return 0;
+        }
+        (0..self.nodes.len()).filter_map(|i| self.status(i)).filter(|status| status.applied >= log_id.index).count()
+    }
+
+    /// Delivers a client request to node `i` at once, as a test's own client. Replies are
+    /// collected for `take_replies`.
+    pub fn client_request(&mut self, i: usize, op: OpRef, request: Request) {
+        if self.paused[i].is_none() {
+            let effects = self.nodes[i].client_request(op, request);
+            self.handle_effects(i, effects);
+        }
+    }
+
+    /// The replies to `client_request`s received so far (each returned once).
+    pub fn take_replies(&mut self) -> Vec<(OpRef, Reply)> {
+        std::mem::take(&mut self.replies)
+    }
+
     /// Stops clients from starting new operations.
     pub fn stop_clients(&mut self) {
         if let Some(workload) = &mut self.workload {
@@ -520,6 +545,7 @@ impl Cluster {
                     let incarnation = self.nodes[i].incarnation();
                     self.schedule(done_at - self.now, Event::DiskDone { node: i, incarnation, write });
                 }
+                Effect::Reply(op, reply) if self.workload.is_none() => self.replies.push((op, reply)),
                 Effect::Reply(op, reply) => {
                     if let Some(delay) = self.client_link_delay() {
                         self.schedule(delay, Event::ClientReply { op, reply });

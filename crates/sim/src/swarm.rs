@@ -28,6 +28,8 @@ pub enum Fault {
     PartialConnectivity,
     /// Cut the current leader off.
     IsolateLeader,
+    /// Crash the current leader (it restarts with the next `Crash` or when faults stop).
+    CrashLeader,
     /// Switch between a reliable and an unreliable (lossy, duplicating, reordering) network.
     Unreliable,
     /// Make a node's disk 20-200 times slower, or restore it.
@@ -36,13 +38,14 @@ pub enum Fault {
     Transfer,
 }
 
-const ALL_FAULTS: [Fault; 9] = [
+const ALL_FAULTS: [Fault; 10] = [
     Fault::Crash,
     Fault::Pause,
     Fault::Partition,
     Fault::OneWay,
     Fault::PartialConnectivity,
     Fault::IsolateLeader,
+    Fault::CrashLeader,
     Fault::Unreliable,
     Fault::SlowDisk,
     Fault::Transfer,
@@ -203,6 +206,11 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
                 cluster.disconnect(leader);
             } else {
                 cluster.network().heal();
+            }
+        }
+        Fault::CrashLeader => {
+            if let Some(leader) = cluster.leader() {
+                cluster.crash(leader);
             }
         }
         Fault::Unreliable => {
