@@ -41,6 +41,8 @@ pub struct SimConfig {
     pub read_policy: ReadPolicy,
     /// Client load, if any.
     pub workload: Option<WorkloadConfig>,
+    /// How to replay this run, printed with any failure (the swarm sets its command line).
+    pub replay: String,
 }
 
 impl SimConfig {
@@ -56,6 +58,7 @@ impl SimConfig {
             disk_latency_us: (50, 500),
             read_policy: ReadPolicy::ReadIndex,
             workload: None,
+            replay: format!("rerun the test: the run is determined by seed {seed}"),
         }
     }
 }
@@ -565,8 +568,8 @@ impl Cluster {
     fn verdict(&self, verdict: Result<(), String>) {
         if let Err(violation) = verdict {
             panic!(
-                "[seed {}] invariant violated at t={}us: {violation}\nreplay: cargo xtask sim --seed {} --nodes {}",
-                self.config.seed, self.now, self.config.seed, self.config.nodes
+                "[seed {}] invariant violated at t={}us: {violation}\nreplay: {}",
+                self.config.seed, self.now, self.config.replay
             );
         }
     }

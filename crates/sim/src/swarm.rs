@@ -30,6 +30,9 @@ pub enum Fault {
     IsolateLeader,
     /// Crash the current leader (it restarts with the next `Crash` or when faults stop).
     CrashLeader,
+    /// Crash a node and restart it within 30 ms: it comes back with only its durable state
+    /// while the election or replication it took part in is still going on.
+    Reboot,
     /// Switch between a reliable and an unreliable (lossy, duplicating, reordering) network.
     Unreliable,
     /// Make a node's disk 20-200 times slower, or restore it.
@@ -38,7 +41,7 @@ pub enum Fault {
     Transfer,
 }
 
-const ALL_FAULTS: [Fault; 10] = [
+const ALL_FAULTS: [Fault; 11] = [
     Fault::Crash,
     Fault::Pause,
     Fault::Partition,
@@ -46,13 +49,14 @@ const ALL_FAULTS: [Fault; 10] = [
     Fault::PartialConnectivity,
     Fault::IsolateLeader,
     Fault::CrashLeader,
+    Fault::Reboot,
     Fault::Unreliable,
     Fault::SlowDisk,
     Fault::Transfer,
 ];
 
 /// Virtual time of the fault phase.
-pub const FAULT_PHASE_US: u64 = 10_000_000;
+pub const FAULT_PHASE_US: u64 = 20_000_000;
 /// Once faults stop, a leader must serve every client within this virtual time.
 pub const LIVENESS_BOUND_US: u64 = 10_000_000;
 /// Search steps the linearizability checker may spend on one key.
@@ -88,8 +92,9 @@ impl SeedPlan {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
         let nodes = nodes.unwrap_or([3, 3, 5, 5, 7][rng.random_range(0..5)]);
         let mut config = SimConfig::new(nodes, seed);
-        config.raft.pre_vote = rng.random_bool(0.8);
-        config.raft.check_quorum = rng.random_bool(0.8);
+        config.replay = format!("cargo xtask sim --seed {seed} --nodes {nodes}");
+        config.raft.pre_vote = rng.random_bool(0.6);
+        config.raft.check_quorum = rng.random_bool(0.5);
         config.raft.max_inflight_messages = [1, 4, 64][rng.random_range(0..3)];
         config.raft.max_entries_per_message = [1, 8, 256][rng.random_range(0..3)];
         config.raft.entry_cache_entries = [4, 64, 4096][rng.random_range(0..3)];
@@ -127,9 +132,13 @@ fn run_plan(plan: &SeedPlan) -> Result<SeedReport, String> {
     let mut fault_rng = ChaCha8Rng::seed_from_u64(plan.config.seed.rotate_left(17));
     let end_of_faults = cluster.now() + FAULT_PHASE_US;
     while cluster.now() < end_of_faults {
-        cluster.run_for(fault_rng.random_range(50_000..500_000));
-        let fault = plan.faults[fault_rng.random_range(0..plan.faults.len())];
-        inject(&mut cluster, fault, &mut fault_rng);
+        cluster.run_for(fault_rng.random_range(10_000..400_000));
+        if fault_rng.random_bool(0.35) {
+            recover_something(&mut cluster, &mut fault_rng);
+        } else {
+            let fault = plan.faults[fault_rng.random_range(0..plan.faults.len())];
+            inject(&mut cluster, fault, &mut fault_rng);
+        }
     }
     heal_everything(&mut cluster);
     let seed = plan.config.seed;
@@ -213,6 +222,12 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
                 cluster.crash(leader);
             }
         }
+        Fault::Reboot => {
+            let i = pick(rng);
+            cluster.crash(i);
+            cluster.run_for(rng.random_range(0..30_000));
+            cluster.restart(i);
+        }
         Fault::Unreliable => {
             let config =
                 if rng.random_bool(0.5) { NetworkConfig::unreliable() } else { NetworkConfig::reliable() };
@@ -229,6 +244,17 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
                 let _ = cluster.transfer_leadership(leader, target);
             }
         }
+    }
+}
+
+/// Undoes one fault at random, so that the cluster has healthy stretches between faults.
+fn recover_something(cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
+    let i = rng.random_range(0..cluster.len());
+    match rng.random_range(0..4) {
+        0 => cluster.network().heal(),
+        1 => cluster.restart(i),
+        2 => cluster.resume(i),
+        _ => cluster.set_disk_slowness(i, 1),
     }
 }
 
