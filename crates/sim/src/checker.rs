@@ -123,7 +123,10 @@ impl Checker {
                 Err(format!("{from} asked for votes in {term} before its own vote was durable ({durable:?})"))
             }
             Message::VoteResponse { term, granted: true, pre_vote: false } if !vote_durable(*term, envelope.to) => {
-                Err(format!("{from} granted its vote to {} in {term} before the vote was durable ({durable:?})", envelope.to))
+                Err(format!(
+                    "{from} granted its vote to {} in {term} before the vote was durable ({durable:?})",
+                    envelope.to
+                ))
             }
             Message::AppendResponse { outcome: AppendOutcome::Success { matched }, .. } => {
                 let current = node.core().map(|core| core.status().last_log_id);
@@ -169,7 +172,10 @@ impl Checker {
             history.applied = entry.log_id.index;
             match self.applied.get(index - 1) {
                 Some(other) if *other != entry.log_id => {
-                    return Err(format!("state machine safety: {id} applied {} where another node applied {other}", entry.log_id));
+                    return Err(format!(
+                        "state machine safety: {id} applied {} where another node applied {other}",
+                        entry.log_id
+                    ));
                 }
                 Some(_) => {}
                 None => self.applied.push(entry.log_id),
@@ -191,7 +197,9 @@ impl Checker {
             };
             match self.committed.get(index.0 as usize - 1) {
                 Some(known) if *known != log_id => {
-                    return Err(format!("committed entry changed: {id} committed {log_id} where {known} was committed"));
+                    return Err(format!(
+                        "committed entry changed: {id} committed {log_id} where {known} was committed"
+                    ));
                 }
                 Some(_) => {}
                 None => self.committed.push(log_id),
@@ -235,9 +243,13 @@ impl Checker {
     pub fn committed_entries_survive(&self, nodes: &[SimNode]) -> Verdict {
         let quorum = self.voters / 2 + 1;
         for committed in self.committed.iter().rev().take(64) {
-            let holders = nodes.iter().filter(|node| node.store().durable_log_id(committed.index) == Some(*committed)).count();
+            let holders =
+                nodes.iter().filter(|node| node.store().durable_log_id(committed.index) == Some(*committed)).count();
             if holders < quorum {
-                return Err(format!("committed entry {committed} is durable on only {holders} of {} nodes", self.voters));
+                return Err(format!(
+                    "committed entry {committed} is durable on only {holders} of {} nodes",
+                    self.voters
+                ));
             }
         }
         Ok(())

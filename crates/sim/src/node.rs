@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use d_engine_core::storage::{LogStore, RecoveredLog, StateMachine};
 use d_engine_core::{
-    Config, Entry, LogId, LogIndex, Membership, NodeId, Output, PersistRequest, ProposeError, Raft, ReadId,
-    ReadPolicy, Role, Term, WriteId,
+    Config, Entry, LogId, LogIndex, Membership, NodeId, Output, PersistRequest, ProposeError, Raft, ReadId, ReadPolicy,
+    Role, Term, WriteId,
 };
 use d_engine_memory::MemLogStore;
 

@@ -148,7 +148,8 @@ fn run_plan(plan: &SeedPlan) -> Result<SeedReport, String> {
     };
     let live = cluster.run_until(LIVENESS_BOUND_US, |c| {
         let workload = c.workload().expect("clients");
-        c.leader().is_some() && baseline.iter().enumerate().all(|(client, before)| workload.completed(client) >= before + 2)
+        c.leader().is_some()
+            && baseline.iter().enumerate().all(|(client, before)| workload.completed(client) >= before + 2)
     });
     if !live {
         return Err(format!(
@@ -229,8 +230,7 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
             cluster.restart(i);
         }
         Fault::Unreliable => {
-            let config =
-                if rng.random_bool(0.5) { NetworkConfig::unreliable() } else { NetworkConfig::reliable() };
+            let config = if rng.random_bool(0.5) { NetworkConfig::unreliable() } else { NetworkConfig::reliable() };
             cluster.network().set_config(config);
         }
         Fault::SlowDisk => {

@@ -124,7 +124,15 @@ impl Workload {
             .clients
             .iter()
             .map(|c| match &c.outstanding {
-                Some(o) => format!("c{} done {} waiting op {} {:?} since {}us on n{}", c.id, c.completed, o.op, o.request, o.call, c.target + 1),
+                Some(o) => format!(
+                    "c{} done {} waiting op {} {:?} since {}us on n{}",
+                    c.id,
+                    c.completed,
+                    o.op,
+                    o.request,
+                    o.call,
+                    c.target + 1
+                ),
                 None => format!("c{} done {} idle", c.id, c.completed),
             })
             .collect();
