@@ -1,6 +1,6 @@
 //! A tiny driver for one core in tests: a vector-backed log store that is durable at
 //! `persist`, and helpers that sort the core's outputs by kind.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use std::ops::RangeInclusive;
 

@@ -125,6 +125,7 @@ pub struct Cluster {
     workload: Option<Workload>,
     messages: BTreeMap<&'static str, u64>,
     payload_bytes_sent: u64,
+    append_conflicts_sent: u64,
     /// Replies to requests a test sent itself with `client_request` (no workload).
     replies: Vec<(OpRef, Reply)>,
 }
@@ -154,6 +155,7 @@ impl Cluster {
             workload,
             messages: BTreeMap::new(),
             payload_bytes_sent: 0,
+            append_conflicts_sent: 0,
             replies: Vec::new(),
             config,
         };
@@ -257,6 +259,12 @@ impl Cluster {
     /// Command payload bytes carried by append messages so far.
     pub fn payload_bytes_sent(&self) -> u64 {
         self.payload_bytes_sent
+    }
+
+    /// Append responses sent with a `Conflict` outcome (a failed consistency check), so a
+    /// test can bound how many round trips repairing a divergent follower log takes.
+    pub fn append_conflicts_sent(&self) -> u64 {
+        self.append_conflicts_sent
     }
 
     /// Log ids committed so far, by index (as observed by the checker).
@@ -560,8 +568,16 @@ impl Cluster {
 
     fn count(&mut self, envelope: &Envelope) {
         *self.messages.entry(envelope.message.kind()).or_default() += 1;
-        if let d_engine_core::Message::AppendRequest { entries, .. } = &envelope.message {
-            self.payload_bytes_sent += entries.iter().map(|entry| entry.payload_bytes()).sum::<u64>();
+        match &envelope.message {
+            d_engine_core::Message::AppendRequest { entries, .. } => {
+                self.payload_bytes_sent += entries.iter().map(|entry| entry.payload_bytes()).sum::<u64>();
+            }
+            d_engine_core::Message::AppendResponse {
+                outcome: d_engine_core::AppendOutcome::Conflict { .. }, ..
+            } => {
+                self.append_conflicts_sent += 1;
+            }
+            _ => {}
         }
     }
 

@@ -74,13 +74,18 @@ mod tests {
         MajorityConfig::new(ids.iter().map(|id| NodeId(*id)).collect())
     }
 
+    /// (voters, acknowledged values by voter, expected committed value)
+    type CommitCase = (&'static [u64], &'static [(u64, u64)], u64);
+    /// (voters, votes by voter, expected result)
+    type VoteCase = (&'static [u64], &'static [(u64, bool)], VoteResult);
+
     fn lookup(values: &[(u64, u64)]) -> impl Fn(NodeId) -> Option<u64> + '_ {
         move |id| values.iter().find(|(n, _)| *n == id.0).map(|(_, v)| *v)
     }
 
     #[test]
     fn committed_value_is_the_highest_value_a_majority_holds() {
-        let cases: &[(&[u64], &[(u64, u64)], u64)] = &[
+        let cases: &[CommitCase] = &[
             (&[1], &[(1, 7)], 7),
             (&[1, 2, 3], &[(1, 5), (2, 3), (3, 9)], 5),
             (&[1, 2, 3], &[(1, 5)], 0),
@@ -97,7 +102,7 @@ mod tests {
 
     #[test]
     fn vote_result_needs_a_strict_majority() {
-        let cases: &[(&[u64], &[(u64, bool)], VoteResult)] = &[
+        let cases: &[VoteCase] = &[
             (&[1], &[(1, true)], VoteResult::Won),
             (&[1], &[], VoteResult::Pending),
             (&[1, 2, 3], &[(1, true)], VoteResult::Pending),

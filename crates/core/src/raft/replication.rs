@@ -271,7 +271,7 @@ impl Raft {
         let Some(progress) = leader.progress.get_mut(&from) else { return };
         progress.recent_active = true;
         progress.read_round = progress.read_round.max(read_round);
-        progress.on_heartbeat_response();
+        progress.on_heartbeat_response(last);
         if progress.matched < last {
             self.schedule_append(from);
         }

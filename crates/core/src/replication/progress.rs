@@ -31,6 +31,8 @@ pub(crate) struct Progress {
     pub(crate) read_round: u64,
     /// `matched` when the previous heartbeat response arrived.
     matched_at_last_heartbeat: LogIndex,
+    /// Consecutive heartbeat responses without progress while behind.
+    stalled_heartbeats: u8,
 }
 
 impl Progress {
@@ -45,6 +47,7 @@ impl Progress {
             recent_active: true,
             read_round: 0,
             matched_at_last_heartbeat: LogIndex(0),
+            stalled_heartbeats: 0,
         }
     }
 
@@ -105,16 +108,22 @@ impl Progress {
         true
     }
 
-    /// A heartbeat response arrived: a paused probe may try again, and a full window that
-    /// saw no acknowledgement for a whole heartbeat round is presumed lost: the peer goes
-    /// back to Probe and is re-sent from `matched + 1`.
-    pub(crate) fn on_heartbeat_response(&mut self) {
+    /// A heartbeat response arrived: a paused probe may try again. In Replicate, a peer
+    /// that is behind `last` and acknowledged nothing over two heartbeat rounds is presumed
+    /// to have lost what was in flight (a full window, or the last append before the leader
+    /// went idle): it goes back to Probe and is re-sent from `matched + 1`. Two rounds, not
+    /// one, so that a follower whose disk is merely slow is not flooded with duplicates.
+    pub(crate) fn on_heartbeat_response(&mut self, last: LogIndex) {
         self.probe_sent = false;
-        let stalled = self.matched == self.matched_at_last_heartbeat;
-        if self.state == ProgressState::Replicate && self.inflights.is_full() && stalled {
+        let stalled = self.state == ProgressState::Replicate
+            && self.matched < last
+            && self.matched == self.matched_at_last_heartbeat;
+        self.stalled_heartbeats = if stalled { self.stalled_heartbeats + 1 } else { 0 };
+        if self.stalled_heartbeats >= 2 {
             self.state = ProgressState::Probe;
             self.inflights.clear();
             self.next = self.matched.next();
+            self.stalled_heartbeats = 0;
         }
         self.matched_at_last_heartbeat = self.matched;
     }
@@ -134,7 +143,7 @@ mod tests {
         assert!(p.can_send());
         p.sent(Some(LogIndex(12)), 10);
         assert!(!p.can_send(), "a probe waits for its answer");
-        p.on_heartbeat_response();
+        p.on_heartbeat_response(LogIndex(12));
         assert!(p.can_send(), "a heartbeat response lets the probe retry");
     }
 
@@ -151,16 +160,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_window_without_acknowledgements_falls_back_to_probe() {
+    fn a_peer_that_acknowledges_nothing_for_two_heartbeat_rounds_falls_back_to_probe() {
         let mut p = progress();
         p.on_success(LogIndex(10));
-        p.on_heartbeat_response();
+        p.on_heartbeat_response(LogIndex(10));
         for last in [12, 14, 16, 18] {
             p.sent(Some(LogIndex(last)), 10);
         }
         assert!(!p.can_send(), "four messages fill a window of four");
-        p.on_heartbeat_response();
-        assert_eq!(p.state, ProgressState::Probe, "the whole window was presumed lost");
+        p.on_heartbeat_response(LogIndex(18));
+        assert_eq!(p.state, ProgressState::Replicate, "one silent round may be a slow disk");
+        p.on_heartbeat_response(LogIndex(18));
+        assert_eq!(p.state, ProgressState::Probe, "two silent rounds: what was in flight is presumed lost");
         assert_eq!(p.next, LogIndex(11));
         assert!(p.can_send());
     }
