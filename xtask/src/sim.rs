@@ -30,6 +30,9 @@ pub fn run(args: SimArgs) -> ExitCode {
     if let Some(seed) = args.seed {
         return replay(seed, args.nodes);
     }
+    // Failures are reported per seed below; the default hook would print every panic with
+    // a backtrace in the middle of the progress output.
+    std::panic::set_hook(Box::new(|_| {}));
     let started = Instant::now();
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let next = AtomicU64::new(args.start);

@@ -315,3 +315,18 @@ fn a_node_outside_its_membership_or_with_bad_settings_is_refused_at_start() {
     let zero_window = Config { max_inflight_bytes: 0, ..config() };
     assert!(matches!(start(1, zero_window), Err(ConfigError::Zero { field: "max_inflight_bytes" })));
 }
+
+#[test]
+fn an_acknowledgement_held_across_a_term_change_is_dropped() {
+    let mut follower = TestNode::new(2, 3, config());
+    follower.receive(1, append(1, LogId::default(), vec![entry(1, 1, "a")], 0));
+    let first = follower.drain();
+    follower.receive(3, Message::Heartbeat { term: Term(2), commit: LogIndex(0), read_round: 0 });
+    let second = follower.drain();
+    for write in first.persists.iter().chain(&second.persists) {
+        follower.raft.persisted(write.id);
+    }
+    let released = follower.drain();
+    assert!(released.messages_to(1).is_empty(), "the term-1 acknowledgement is stale once the term is 2");
+    assert_eq!(released.messages_to(3), vec![&Message::HeartbeatResponse { term: Term(2), read_round: 0 }]);
+}

@@ -214,7 +214,12 @@ impl Raft {
     /// The runtime made write `id` durable (and with it every earlier write).
     pub fn persisted(&mut self, id: crate::output::WriteId) {
         for envelope in self.durability.on_persisted(id) {
-            self.outputs.push(Output::Send(envelope));
+            // A message held across a term change is dropped: its claims may no longer be
+            // true (one sync can make a later truncation durable together with the entries
+            // an old-term acknowledgement named), and its receiver has moved on anyway.
+            if envelope.message.term() >= self.term {
+                self.outputs.push(Output::Send(envelope));
+            }
         }
         match &self.role {
             RoleState::Leader(_) => self.maybe_commit(),
