@@ -24,12 +24,13 @@
 //! soon as every operation with a known outcome is linearized: the unknown ones left over never happened,
 //! which is the same as happening at the very end.
 //!
-//! Operations that stay open forever would widen every concurrency window and make the search
-//! exponential in their number. Three reductions, all exact, keep them cheap:
+//! Operations that stay open forever widen every concurrency window, and a plain search would try every
+//! subset of them at every step. These reductions, each exact (it keeps a linearization whenever one
+//! exists), keep them cheap:
 //! - An unknown operation nobody could have observed is ignored: an unknown Get, and an unknown write of a
-//!   value that no Get returns and no Cas expects, when no failed Cas returns after its call (a failed Cas
-//!   is the only other way to witness a value). Wherever it took effect, the next write hid it before
-//!   anyone looked, so dropping it from a linearization leaves a linearization.
+//!   value that no Get returns and no successful or unknown Cas expects, when no failed Cas returns after its
+//!   call (a failed Cas is the only other witness of a write). Wherever it took effect, the next write hid
+//!   it before anyone looked, so dropping it from a linearization leaves a linearization.
 //! - An unknown operation must be followed directly by one that needs its effect: a Get or a successful
 //!   Cas that reads the value it wrote, or a failed Cas that expects the value it overwrote. Take a
 //!   linearization with the fewest unknown operations, and among those the one with its unknown operations
@@ -37,6 +38,12 @@
 //!   dropped, and one followed by a failed Cas that fails either way could move one step later.
 //! - Unknown operations are tried only after every known candidate, and only when a pending candidate
 //!   could need their effect, so an unknown write that nothing reads costs nothing.
+//! - Unknown writes with the same effect are interchangeable, so they are used in call order: unknown
+//!   Deletes, unknown Puts of one value, and unknown Puts whose value nothing reads and no failed Cas expects
+//!   (they can only make a failed Cas fail).
+//! - Unknown operations are optional, so a configuration that used a subset of the unknown operations of
+//!   an explored one, with the same known operations and register, is explored; one that used a superset
+//!   is pruned.
 //!
 //! The search counts every attempt to linearize one operation; a key whose search needs more attempts than
 //! the budget is reported as [`CheckResult::BudgetExhausted`], which callers must treat as a failure.
@@ -230,6 +237,10 @@ enum Role {
     Known,
     /// Its outcome is unknown: it may be linearized at any point after its call, or never.
     Unknown,
+    /// An unknown Put of a value that nothing reads and no failed Cas expects, which matters only because a
+    /// failed Cas may come after it: all of these are interchangeable, so the search uses them in call order
+    /// (see [`LastLinearized`]).
+    Unobserved,
     /// Its outcome is unknown and nobody could have observed its effect: it is assumed never to have happened.
     Ignored,
 }
@@ -263,6 +274,11 @@ struct KeyHistory<'a> {
     unknown_ops: Vec<usize>,
     /// The unknown-list node of each unknown operation.
     unknown_nodes: Vec<usize>,
+    /// The unobserved unknown Puts by call time.
+    unobserved_ops: Vec<usize>,
+    /// For an unknown blind write (Put or Delete), the previous one by call time that writes the same value.
+    /// Such writes are interchangeable, so the search uses them in call order.
+    previous_same_write: Vec<Option<usize>>,
 }
 
 impl<'a> KeyHistory<'a> {
@@ -288,7 +304,20 @@ impl<'a> KeyHistory<'a> {
         for (position, &op) in unknown_ops.iter().enumerate() {
             unknown_nodes[op] = position + 1;
         }
-        KeyHistory { key, operations, roles, events, call_nodes, return_nodes, unknown_ops, unknown_nodes }
+        let unobserved_ops = (0..operations.len()).filter(|&op| roles[op] == Role::Unobserved).collect();
+        let previous_same_write = link_same_writes(&operations, &roles);
+        KeyHistory {
+            key,
+            operations,
+            roles,
+            events,
+            call_nodes,
+            return_nodes,
+            unknown_ops,
+            unknown_nodes,
+            unobserved_ops,
+            previous_same_write,
+        }
     }
 
     fn known_count(&self) -> usize {
@@ -299,19 +328,23 @@ impl<'a> KeyHistory<'a> {
 /// Decides which operations must, may, or need not be linearized (see the module documentation for why
 /// ignoring an unobservable unknown operation is exact).
 fn assign_roles(operations: &[&Operation]) -> Vec<Role> {
-    let mut observed_values = HashSet::new();
+    // Values some operation can only have seen if the register held them. A failed Cas does not read its
+    // expected value: it needs the register to hold anything else.
+    let mut read_values = HashSet::new();
+    let mut failed_cas_expected_values = HashSet::new();
     let mut last_failed_cas_return: Option<EventTime> = None;
     for operation in operations {
         match (operation.input, operation.output) {
             (KvInput::Get, KvOutput::Get(value)) => {
-                observed_values.insert(value);
+                read_values.insert(value);
             }
-            (KvInput::Cas { expected, .. }, output) => {
-                observed_values.insert(expected);
-                if output == KvOutput::Cas(false) {
-                    let ret = operation.ret.map_or(RETURN_NEVER, EventTime::from);
-                    last_failed_cas_return = last_failed_cas_return.max(Some(ret));
-                }
+            (KvInput::Cas { expected, .. }, KvOutput::Cas(false)) => {
+                failed_cas_expected_values.insert(expected);
+                let ret = operation.ret.map_or(RETURN_NEVER, EventTime::from);
+                last_failed_cas_return = last_failed_cas_return.max(Some(ret));
+            }
+            (KvInput::Cas { expected, .. }, _) => {
+                read_values.insert(expected);
             }
             _ => {}
         }
@@ -326,9 +359,32 @@ fn assign_roles(operations: &[&Operation]) -> Vec<Role> {
             KvInput::Delete => None,
         };
         let failed_cas_may_follow = last_failed_cas_return.is_some_and(|ret| ret > EventTime::from(operation.call));
-        if observed_values.contains(&written) || failed_cas_may_follow { Role::Unknown } else { Role::Ignored }
+        match operation.input {
+            _ if read_values.contains(&written) => Role::Unknown,
+            _ if !failed_cas_may_follow => Role::Ignored,
+            KvInput::Put(_) if !failed_cas_expected_values.contains(&written) => Role::Unobserved,
+            _ => Role::Unknown,
+        }
     };
     operations.iter().map(role_of).collect()
+}
+
+/// Links each unknown blind write to the previous one, by call time, that writes the same value. Two of
+/// them have the same effect wherever both were called, so a linearization can always use them in call order.
+fn link_same_writes(operations: &[&Operation], roles: &[Role]) -> Vec<Option<usize>> {
+    let mut last_by_value: HashMap<Option<u64>, usize> = HashMap::new();
+    let mut previous = vec![None; operations.len()];
+    for (op, operation) in operations.iter().enumerate() {
+        let written = match operation.input {
+            KvInput::Put(value) => Some(value),
+            KvInput::Delete => None,
+            KvInput::Get | KvInput::Cas { .. } => continue,
+        };
+        if roles[op] == Role::Unknown {
+            previous[op] = last_by_value.insert(written, op);
+        }
+    }
+    previous
 }
 
 /// The calls and returns of the known operations in time order. At equal times returns come before calls,
@@ -393,7 +449,7 @@ impl DancingList {
 }
 
 /// A set of operations as a bitset, with a fingerprint kept up to date for hashing.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct OperationSet {
     words: Vec<u64>,
     fingerprint: u64,
@@ -429,68 +485,135 @@ fn mix(value: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The configurations the search has entered. A configuration is the set of linearized operations, the
-/// register state, and what the last linearized operation demands of the next one. The sets are stored back
-/// to back in one vector, so an entry costs its bitset and a few words.
-struct VisitedConfigurations {
-    words_per_set: usize,
-    sets: Vec<u64>,
-    entries: Vec<VisitedEntry>,
-    bucket_heads: HashMap<u64, usize>,
+/// Where the search stands: what is linearized, and the register.
+#[derive(Debug, Clone, Copy)]
+struct Configuration<'s> {
+    /// The linearized operations with a known outcome, by operation index.
+    known: &'s OperationSet,
+    /// The linearized unknown operations, by position in the unknown list.
+    unknown: &'s OperationSet,
+    /// How many unobserved Puts are linearized; they are always used in call order, so this says which.
+    unobserved_used: usize,
+    state: Option<u64>,
+    last: LastLinearized,
 }
 
-struct VisitedEntry {
+/// The configurations the search has entered, each with its subtree explored (or being explored, for the
+/// current path).
+///
+/// Unknown operations are optional: a configuration that used a subset of the unknown operations (and no
+/// more unobserved Puts) of another, with the same known operations, register and demand on the next
+/// operation, can do everything the other can. So configurations are grouped by those three, and each group
+/// keeps the unknown operations used by each variant visited; a new configuration is not new when a
+/// variant that used no more is already there. Sets are stored back to back in vectors, so an entry costs
+/// its bitsets and a few words.
+struct VisitedConfigurations {
+    known_words: usize,
+    unknown_words: usize,
+    known_sets: Vec<u64>,
+    groups: Vec<VisitedGroup>,
+    bucket_heads: HashMap<u64, usize>,
+    unknown_sets: Vec<u64>,
+    variants: Vec<VisitedVariant>,
+}
+
+struct VisitedGroup {
     state: Option<u64>,
     last: LastLinearized,
     next_in_bucket: Option<usize>,
+    first_variant: usize,
+}
+
+struct VisitedVariant {
+    unobserved_used: usize,
+    next_in_group: Option<usize>,
 }
 
 impl VisitedConfigurations {
-    fn new(operation_count: usize) -> Self {
+    fn new(operation_count: usize, unknown_count: usize) -> Self {
         VisitedConfigurations {
-            words_per_set: operation_count.div_ceil(64),
-            sets: Vec::new(),
-            entries: Vec::new(),
+            known_words: operation_count.div_ceil(64),
+            unknown_words: unknown_count.div_ceil(64),
+            known_sets: Vec::new(),
+            groups: Vec::new(),
             bucket_heads: HashMap::new(),
+            unknown_sets: Vec::new(),
+            variants: Vec::new(),
         }
     }
 
-    /// Records the configuration and returns whether it is new. A configuration right after an unknown
-    /// operation explores a subset of what the same configuration without that demand explores, so it is
-    /// not new when that one was visited.
-    fn insert(&mut self, linearized: &OperationSet, state: Option<u64>, last: LastLinearized) -> bool {
-        if last != LastLinearized::Known && self.contains(linearized, state, LastLinearized::Known) {
+    /// Records the configuration and returns whether it is new. Right after an unknown operation, the same
+    /// configuration without that operation's demand on the next one counts too: it allowed every
+    /// candidate this one allows.
+    fn insert(&mut self, configuration: Configuration<'_>) -> bool {
+        let unrestricted = Configuration { last: LastLinearized::Known, ..configuration };
+        if configuration.last != LastLinearized::Known
+            && self.find_group(unrestricted).is_some_and(|group| self.is_dominated(group, configuration))
+        {
             return false;
         }
-        if self.contains(linearized, state, last) {
-            return false;
+        match self.find_group(configuration) {
+            Some(group) if self.is_dominated(group, configuration) => false,
+            Some(group) => {
+                let first_variant = self.add_variant(configuration, Some(self.groups[group].first_variant));
+                self.groups[group].first_variant = first_variant;
+                true
+            }
+            None => {
+                let first_variant = self.add_variant(configuration, None);
+                let bucket = Self::bucket(configuration);
+                let next_in_bucket = self.bucket_heads.insert(bucket, self.groups.len());
+                let Configuration { state, last, .. } = configuration;
+                self.groups.push(VisitedGroup { state, last, next_in_bucket, first_variant });
+                self.known_sets.extend_from_slice(&configuration.known.words);
+                true
+            }
         }
-        let bucket = Self::bucket(linearized, state, last);
-        let next_in_bucket = self.bucket_heads.insert(bucket, self.entries.len());
-        self.entries.push(VisitedEntry { state, last, next_in_bucket });
-        self.sets.extend_from_slice(&linearized.words);
-        true
     }
 
-    fn contains(&self, linearized: &OperationSet, state: Option<u64>, last: LastLinearized) -> bool {
-        let mut cursor = self.bucket_heads.get(&Self::bucket(linearized, state, last)).copied();
+    fn add_variant(&mut self, configuration: Configuration<'_>, next_in_group: Option<usize>) -> usize {
+        self.variants.push(VisitedVariant { unobserved_used: configuration.unobserved_used, next_in_group });
+        self.unknown_sets.extend_from_slice(&configuration.unknown.words);
+        self.variants.len() - 1
+    }
+
+    fn find_group(&self, configuration: Configuration<'_>) -> Option<usize> {
+        let mut cursor = self.bucket_heads.get(&Self::bucket(configuration)).copied();
         while let Some(index) = cursor {
-            let entry = &self.entries[index];
-            let set = &self.sets[index * self.words_per_set..(index + 1) * self.words_per_set];
-            if entry.state == state && entry.last == last && set == linearized.words.as_slice() {
+            let group = &self.groups[index];
+            let known = &self.known_sets[index * self.known_words..(index + 1) * self.known_words];
+            if group.state == configuration.state
+                && group.last == configuration.last
+                && known == configuration.known.words.as_slice()
+            {
+                return Some(index);
+            }
+            cursor = group.next_in_bucket;
+        }
+        None
+    }
+
+    /// Whether a variant of `group` used no more than `configuration` does.
+    fn is_dominated(&self, group: usize, configuration: Configuration<'_>) -> bool {
+        let mut cursor = Some(self.groups[group].first_variant);
+        while let Some(index) = cursor {
+            let variant = &self.variants[index];
+            let unknown = &self.unknown_sets[index * self.unknown_words..(index + 1) * self.unknown_words];
+            let is_subset = unknown.iter().zip(&configuration.unknown.words).all(|(used, other)| used & !other == 0);
+            if variant.unobserved_used <= configuration.unobserved_used && is_subset {
                 return true;
             }
-            cursor = entry.next_in_bucket;
+            cursor = variant.next_in_group;
         }
         false
     }
 
-    fn bucket(linearized: &OperationSet, state: Option<u64>, last: LastLinearized) -> u64 {
-        let last_hash = match last {
+    fn bucket(configuration: Configuration<'_>) -> u64 {
+        let last_hash = match configuration.last {
             LastLinearized::Known => 0,
             LastLinearized::Unknown { state_before } => mix(hash_value(state_before) ^ 0x2545_f491_4f6c_dd1d),
         };
-        linearized.fingerprint ^ hash_value(state) ^ last_hash
+        configuration.known.fingerprint ^ hash_value(configuration.state) ^ last_hash
     }
 }
 
@@ -501,7 +624,9 @@ fn hash_value(value: Option<u64>) -> u64 {
 /// The deepest point the search reached, kept to explain a failure.
 struct LongestPrefix {
     known_linearized: usize,
-    linearized: OperationSet,
+    linearized_known: OperationSet,
+    linearized_unknown: OperationSet,
+    unobserved_used: usize,
     state: Option<u64>,
     /// The last operations of that prefix, in linearization order.
     tail: Vec<usize>,
@@ -517,6 +642,10 @@ const EXPLAINED_TAIL_LEN: usize = 8;
 /// reads the value it wrote (a Get, a successful Cas), or a failed Cas whose expected value is the one it
 /// overwrote. Any other follower makes the unknown operation droppable (a blind write, a no-op, the end) or
 /// lets it move one step later (a failed Cas that fails either way). So the search only tries those.
+///
+/// An unobserved Put (see [`Role::Unobserved`]) leaves a value that nothing reads and that only makes a
+/// failed Cas fail: any two are interchangeable wherever both were called, so a linearization can always use
+/// them in call order, and the search only tries the earliest-called one not used yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LastLinearized {
     /// No operation, or one with a known outcome: anything may follow.
@@ -566,11 +695,14 @@ struct Frame {
     boundary: EventTime,
 }
 
-/// Where the search looks for its next candidate: an event of the known operations, then the unknown ones.
+/// Where the search looks for its next candidate: the events of the known operations, then the unknown
+/// operations, then the next unobserved Put; when those are exhausted it backtracks.
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
     Event(usize),
     Unknown(usize),
+    Unobserved,
+    Exhausted,
 }
 
 struct OutOfBudget;
@@ -583,11 +715,16 @@ struct Search<'h, 'a> {
     events: DancingList,
     unknowns: DancingList,
     state: Option<u64>,
-    linearized: OperationSet,
+    /// The linearized operations with a known outcome, by operation index.
+    linearized_known: OperationSet,
+    /// The linearized unknown operations, by position in the unknown list.
+    linearized_unknown: OperationSet,
     last: LastLinearized,
     /// What the pending candidates could use an unknown operation for; see [`Search::refresh_wanted`].
     wanted: WantedValues,
     known_linearized: usize,
+    /// How many of the unobserved Puts, in call order, are linearized.
+    unobserved_used: usize,
     stack: Vec<Frame>,
     visited: VisitedConfigurations,
     longest: LongestPrefix,
@@ -596,6 +733,7 @@ struct Search<'h, 'a> {
 impl<'h, 'a> Search<'h, 'a> {
     fn new(history: &'h KeyHistory<'a>, budget: u64) -> Self {
         let operation_count = history.operations.len();
+        let unknown_count = history.unknown_ops.len();
         Search {
             history,
             budget,
@@ -603,15 +741,19 @@ impl<'h, 'a> Search<'h, 'a> {
             events: DancingList::new(history.events.len()),
             unknowns: DancingList::new(history.unknown_ops.len()),
             state: None,
-            linearized: OperationSet::new(operation_count),
+            linearized_known: OperationSet::new(operation_count),
+            linearized_unknown: OperationSet::new(unknown_count),
             last: LastLinearized::Known,
             wanted: WantedValues::default(),
             known_linearized: 0,
+            unobserved_used: 0,
             stack: Vec::new(),
-            visited: VisitedConfigurations::new(operation_count),
+            visited: VisitedConfigurations::new(operation_count, unknown_count),
             longest: LongestPrefix {
                 known_linearized: 0,
-                linearized: OperationSet::new(operation_count),
+                linearized_known: OperationSet::new(operation_count),
+                linearized_unknown: OperationSet::new(unknown_count),
+                unobserved_used: 0,
                 state: None,
                 tail: Vec::new(),
             },
@@ -650,22 +792,23 @@ impl<'h, 'a> Search<'h, 'a> {
                 }
                 Cursor::Unknown(node) if self.is_unknown_candidate(node, boundary) => {
                     let op = self.history.unknown_ops[node - 1];
-                    if self.is_wanted(op) && self.try_linearize(op, boundary)? {
+                    if self.is_wanted(op) && self.is_next_of_its_kind(op) && self.try_linearize(op, boundary)? {
                         self.restart()
                     } else {
                         Cursor::Unknown(self.unknowns.next(node))
                     }
                 }
-                Cursor::Unknown(_) => {
+                Cursor::Unknown(_) => Cursor::Unobserved,
+                Cursor::Unobserved => match self.next_unobserved(boundary) {
+                    Some(op) if self.is_wanted(op) && self.try_linearize(op, boundary)? => self.restart(),
+                    _ => Cursor::Exhausted,
+                },
+                Cursor::Exhausted => {
                     let Some(frame) = self.stack.pop() else {
                         return Ok(false);
                     };
                     boundary = frame.boundary;
-                    let cursor = self.undo(frame);
-                    if let Cursor::Unknown(_) = cursor {
-                        self.refresh_wanted(boundary);
-                    }
-                    cursor
+                    self.undo(frame)
                 }
             };
         }
@@ -683,13 +826,19 @@ impl<'h, 'a> Search<'h, 'a> {
             && EventTime::from(self.history.operations[self.history.unknown_ops[node - 1]].call) < boundary
     }
 
+    /// The earliest-called unobserved Put not used yet, if it was called before the first pending return.
+    fn next_unobserved(&self, boundary: EventTime) -> Option<usize> {
+        let op = *self.history.unobserved_ops.get(self.unobserved_used)?;
+        (EventTime::from(self.history.operations[op].call) < boundary).then_some(op)
+    }
+
     /// Collects what the pending candidates could use an unknown operation for. An unknown operation is
     /// only worth trying if one of them needs its effect right after it (see [`LastLinearized`]).
     fn refresh_wanted(&mut self, boundary: EventTime) {
         let mut wanted = std::mem::take(&mut self.wanted);
         wanted.any = false;
         wanted.values.clear();
-        if !self.unknowns.is_empty() {
+        if !self.unknowns.is_empty() || self.unobserved_used < self.history.unobserved_ops.len() {
             let mut node = self.events.first();
             while self.history.events[node - 1].kind == EventKind::Call {
                 let operation = self.history.operations[self.history.events[node - 1].op];
@@ -711,6 +860,12 @@ impl<'h, 'a> Search<'h, 'a> {
             }
         }
         self.wanted = wanted;
+    }
+
+    /// Whether every earlier-called unknown write of the same value as `op` is linearized already.
+    fn is_next_of_its_kind(&self, op: usize) -> bool {
+        self.history.previous_same_write[op]
+            .is_none_or(|previous| self.linearized_unknown.contains(self.history.unknown_nodes[previous] - 1))
     }
 
     /// Whether a pending candidate could need the effect of the unknown operation `op`.
@@ -736,30 +891,41 @@ impl<'h, 'a> Search<'h, 'a> {
         let Some(next_state) = apply(self.state, operation.input, operation.output) else {
             return Ok(false);
         };
-        let is_unknown = self.history.roles[op] == Role::Unknown;
-        if is_unknown && next_state == self.state {
+        let role = self.history.roles[op];
+        let last = match role {
+            Role::Known => LastLinearized::Known,
             // Changing nothing is the same as never happening.
-            return Ok(false);
-        }
-        let last =
-            if is_unknown { LastLinearized::Unknown { state_before: self.state } } else { LastLinearized::Known };
-        self.linearized.insert(op);
-        if !self.visited.insert(&self.linearized, next_state, last) {
-            self.linearized.remove(op);
+            _ if next_state == self.state => return Ok(false),
+            _ => LastLinearized::Unknown { state_before: self.state },
+        };
+        let unobserved_used = self.unobserved_used + usize::from(role == Role::Unobserved);
+        self.mark_linearized(op, role, true);
+        let configuration = Configuration {
+            known: &self.linearized_known,
+            unknown: &self.linearized_unknown,
+            unobserved_used,
+            state: next_state,
+            last,
+        };
+        if !self.visited.insert(configuration) {
+            self.mark_linearized(op, role, false);
             return Ok(false);
         }
         self.stack.push(Frame { op, previous_state: self.state, previous_last: self.last, boundary });
-        if is_unknown {
-            self.unknowns.remove(self.history.unknown_nodes[op]);
-        } else {
-            self.events.remove(self.history.call_nodes[op]);
-            self.events.remove(self.history.return_nodes[op]);
-            self.known_linearized += 1;
-        }
         self.state = next_state;
         self.last = last;
-        if self.known_linearized > self.longest.known_linearized {
-            self.record_longest_prefix();
+        self.unobserved_used = unobserved_used;
+        match role {
+            Role::Known => {
+                self.events.remove(self.history.call_nodes[op]);
+                self.events.remove(self.history.return_nodes[op]);
+                self.known_linearized += 1;
+                if self.known_linearized > self.longest.known_linearized {
+                    self.record_longest_prefix();
+                }
+            }
+            Role::Unknown => self.unknowns.remove(self.history.unknown_nodes[op]),
+            Role::Unobserved | Role::Ignored => {}
         }
         Ok(true)
     }
@@ -769,17 +935,42 @@ impl<'h, 'a> Search<'h, 'a> {
         let op = frame.op;
         self.state = frame.previous_state;
         self.last = frame.previous_last;
-        self.linearized.remove(op);
-        if self.history.roles[op] == Role::Unknown {
-            let node = self.history.unknown_nodes[op];
-            self.unknowns.restore(node);
-            Cursor::Unknown(self.unknowns.next(node))
+        match self.history.roles[op] {
+            Role::Known => {
+                self.mark_linearized(op, Role::Known, false);
+                self.known_linearized -= 1;
+                self.events.restore(self.history.return_nodes[op]);
+                let node = self.history.call_nodes[op];
+                self.events.restore(node);
+                Cursor::Event(self.events.next(node))
+            }
+            Role::Unknown => {
+                self.mark_linearized(op, Role::Unknown, false);
+                let node = self.history.unknown_nodes[op];
+                self.unknowns.restore(node);
+                self.refresh_wanted(frame.boundary);
+                Cursor::Unknown(self.unknowns.next(node))
+            }
+            Role::Unobserved | Role::Ignored => {
+                debug_assert_eq!(self.history.roles[op], Role::Unobserved);
+                self.unobserved_used -= 1;
+                // Only the earliest unobserved Put is ever a candidate, and it was just tried.
+                Cursor::Exhausted
+            }
+        }
+    }
+
+    /// Adds `op` to, or removes it from, the set of linearized operations of its role.
+    fn mark_linearized(&mut self, op: usize, role: Role, linearized: bool) {
+        let (set, member) = match role {
+            Role::Known => (&mut self.linearized_known, op),
+            Role::Unknown => (&mut self.linearized_unknown, self.history.unknown_nodes[op] - 1),
+            Role::Unobserved | Role::Ignored => return,
+        };
+        if linearized {
+            set.insert(member);
         } else {
-            self.known_linearized -= 1;
-            self.events.restore(self.history.return_nodes[op]);
-            let node = self.history.call_nodes[op];
-            self.events.restore(node);
-            Cursor::Event(self.events.next(node))
+            set.remove(member);
         }
     }
 
@@ -787,7 +978,9 @@ impl<'h, 'a> Search<'h, 'a> {
         let tail_start = self.stack.len().saturating_sub(EXPLAINED_TAIL_LEN);
         self.longest = LongestPrefix {
             known_linearized: self.known_linearized,
-            linearized: self.linearized.clone(),
+            linearized_known: self.linearized_known.clone(),
+            linearized_unknown: self.linearized_unknown.clone(),
+            unobserved_used: self.unobserved_used,
             state: self.state,
             tail: self.stack[tail_start..].iter().map(|frame| frame.op).collect(),
         };
@@ -804,7 +997,13 @@ fn explain(history: &KeyHistory, longest: &LongestPrefix) -> String {
     use std::fmt::Write as _;
 
     let operations = &history.operations;
-    let in_prefix = |op: usize| longest.linearized.contains(op);
+    let used_unobserved = &history.unobserved_ops[..longest.unobserved_used];
+    let in_prefix = |op: usize| match history.roles[op] {
+        Role::Known => longest.linearized_known.contains(op),
+        Role::Unknown => longest.linearized_unknown.contains(history.unknown_nodes[op] - 1),
+        Role::Unobserved => used_unobserved.contains(&op),
+        Role::Ignored => false,
+    };
     let first_left_out =
         (0..operations.len()).find(|&op| history.roles[op] == Role::Known && !in_prefix(op)).unwrap_or(0);
     let start = first_left_out.saturating_sub(EXPLAINED_BEFORE);
@@ -854,8 +1053,8 @@ fn explain(history: &KeyHistory, longest: &LongestPrefix) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
     use std::time::Instant;
 
     const BUDGET: u64 = 1_000_000;
@@ -962,6 +1161,61 @@ mod tests {
     fn unknown_put_explains_a_failed_cas() {
         let history = [put(1, 1, 0, 10), timed_out(2, KvInput::Put(2), 20), cas(3, Some(1), 3, false, 100, 110)];
         assert_eq!(check(&history, BUDGET), CheckResult::Linearizable);
+    }
+
+    #[test]
+    fn unknown_put_spent_on_one_order_is_still_available_to_another() {
+        // The timed-out put(100) is read by nobody; it can only make a Cas fail, and only once. Trying put(1)
+        // before the first Cas needs it there and leaves nothing for the second Cas; running the first Cas
+        // before put(1) saves it for the second one, where it is needed.
+        let history = [
+            put(1, 1, 0, 10),
+            cas(2, Some(1), 9, false, 1, 10),
+            timed_out(3, KvInput::Put(100), 0),
+            put(1, 2, 20, 30),
+            cas(2, Some(2), 8, false, 40, 50),
+        ];
+        assert_eq!(check(&history, BUDGET), CheckResult::Linearizable);
+    }
+
+    #[test]
+    fn failed_cas_is_explained_by_whichever_unknown_put_fits() {
+        // Each of the three failed Cas needs a timed-out put just before it. Put(100) cannot serve the first
+        // one: the register would still hold 100 for the second Cas, which expects 100. So put(200) serves
+        // the first two and put(100) the last.
+        let history = [
+            put(1, 1, 0, 10),
+            timed_out(2, KvInput::Put(100), 0),
+            timed_out(3, KvInput::Put(200), 0),
+            cas(4, Some(1), 9, false, 20, 30),
+            cas(4, Some(100), 8, false, 40, 50),
+            put(1, 2, 60, 70),
+            cas(4, Some(2), 7, false, 80, 90),
+        ];
+        assert_eq!(check(&history, BUDGET), CheckResult::Linearizable);
+    }
+
+    #[test]
+    fn each_timed_out_delete_takes_effect_at_most_once() {
+        let one_delete = [
+            put(1, 1, 0, 10),
+            timed_out(2, KvInput::Delete, 5),
+            get(3, None, 20, 30),
+            put(1, 2, 40, 50),
+            get(3, None, 60, 70),
+        ];
+        assert_not_linearizable_on(&one_delete, 0);
+
+        // The second absent read needs the delete called at 55: the one called at 5 is used up by then.
+        let two_deletes = [
+            put(1, 1, 0, 10),
+            timed_out(2, KvInput::Delete, 5),
+            get(3, None, 20, 30),
+            put(1, 2, 40, 50),
+            timed_out(2, KvInput::Delete, 55),
+            get(3, None, 60, 70),
+        ];
+        assert_eq!(check(&two_deletes, BUDGET), CheckResult::Linearizable);
     }
 
     #[test]
@@ -1076,7 +1330,7 @@ mod tests {
     /// out operation takes effect at some instant after its call (possibly after its client gave up) or
     /// never. Values are unique per write.
     fn simulate_register(seed: u64, workload: &Workload) -> Vec<Operation> {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let slots = schedule(&mut rng, workload);
         let mut by_effect: Vec<usize> = (0..slots.len()).filter(|&index| slots[index].applied_at.is_some()).collect();
         by_effect.sort_by_key(|&index| (slots[index].applied_at, index));
@@ -1101,7 +1355,7 @@ mod tests {
             .collect()
     }
 
-    fn schedule(rng: &mut StdRng, workload: &Workload) -> Vec<Slot> {
+    fn schedule(rng: &mut ChaCha8Rng, workload: &Workload) -> Vec<Slot> {
         const TIMEOUT: u64 = 30;
         let mut free_at: Vec<u64> = (0..workload.clients).map(|_| rng.random_range(0..10)).collect();
         let mut slots = Vec::with_capacity(workload.operations);
@@ -1124,7 +1378,7 @@ mod tests {
         slots
     }
 
-    fn random_input(rng: &mut StdRng, current: Option<u64>, last_value: &mut u64) -> KvInput {
+    fn random_input(rng: &mut ChaCha8Rng, current: Option<u64>, last_value: &mut u64) -> KvInput {
         match rng.random_range(0..100) {
             0..35 => KvInput::Get,
             35..70 => KvInput::Put(fresh_value(last_value)),
@@ -1205,13 +1459,13 @@ mod tests {
         println!("seed {seed} (replay with LINEARIZABILITY_SEED={seed})");
         let workload = Workload { clients: 5, keys: 1, operations: 3_000, unknown_probability: 0.0 };
         let mut history = simulate_register(seed, &workload);
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // 25 acknowledged puts time out instead (each took effect, some are read later), and 25 puts time out
         // without ever taking effect. Both only loosen the history, so it stays linearizable.
         let put_positions: Vec<usize> =
             (0..history.len()).filter(|&index| matches!(history[index].input, KvInput::Put(_))).collect();
-        for _ in 0..25 {
-            let operation = &mut history[put_positions[rng.random_range(0..put_positions.len())]];
+        for position in rand::seq::index::sample(&mut rng, put_positions.len(), 25) {
+            let operation = &mut history[put_positions[position]];
             operation.output = KvOutput::Unknown;
             operation.ret = None;
         }
@@ -1227,6 +1481,27 @@ mod tests {
         println!("checked {} operations in {elapsed:?} with {} attempts", history.len(), verdict.explored);
         assert_eq!(verdict.result, CheckResult::Linearizable, "seed {seed}");
         assert!(verdict.explored < 20 * history.len() as u64, "seed {seed}: {} attempts", verdict.explored);
+    }
+
+    #[test]
+    fn impossible_read_late_in_a_long_history_is_found() {
+        let seed = seed_from_env_or(0x5eed_2024);
+        println!("seed {seed} (replay with LINEARIZABILITY_SEED={seed})");
+        let workload = Workload { clients: 5, keys: 3, operations: 5_000, unknown_probability: 0.02 };
+        let mut history = simulate_register(seed, &workload);
+        let reads: Vec<usize> =
+            (0..history.len()).filter(|&index| matches!(history[index].output, KvOutput::Get(_))).collect();
+        let read = &mut history[reads[reads.len() * 9 / 10]];
+        read.output = KvOutput::Get(Some(u64::MAX));
+        let key = read.key;
+
+        let started = Instant::now();
+        let result = check(&history, BUDGET);
+        println!("checked {} operations in {:?}", history.len(), started.elapsed());
+        assert!(
+            matches!(result, CheckResult::NotLinearizable { key: reported, .. } if reported == key),
+            "seed {seed}: expected key {key} not to be linearizable, got {result:?}"
+        );
     }
 
     /// Whether some order of all known operations and any subset of the unknown ones respects real time and
@@ -1270,17 +1545,22 @@ mod tests {
         extend(history, &mut vec![false; history.len()], None)
     }
 
-    /// A tiny history of arbitrary operations on one key with few distinct values, linearizable or not.
-    fn arbitrary_tiny_history() -> impl Strategy<Value = Vec<Operation>> {
-        let value = 1..=3u64;
+    /// A tiny history of arbitrary operations on one key, linearizable or not, with values in `1..=values` and
+    /// one operation in `unknown_one_in` timed out.
+    fn arbitrary_tiny_history(
+        values: u64,
+        unknown_one_in: u8,
+        max_len: usize,
+    ) -> impl Strategy<Value = Vec<Operation>> {
+        let value = 1..=values;
         let maybe_value = prop::option::of(value.clone());
         let input = prop_oneof![
-            Just(KvInput::Get),
-            value.clone().prop_map(KvInput::Put),
-            Just(KvInput::Delete),
-            (maybe_value.clone(), value).prop_map(|(expected, new)| KvInput::Cas { expected, new }),
+            2 => Just(KvInput::Get),
+            3 => value.clone().prop_map(KvInput::Put),
+            1 => Just(KvInput::Delete),
+            3 => (maybe_value.clone(), value).prop_map(|(expected, new)| KvInput::Cas { expected, new }),
         ];
-        let operation = (0..4u64, input, maybe_value, any::<bool>(), 0..3u8, 0..20u64, 1..10u64).prop_map(
+        let operation = (0..4u64, input, maybe_value, any::<bool>(), 0..unknown_one_in, 0..20u64, 1..10u64).prop_map(
             |(client, input, seen, swapped, outcome, call, duration)| {
                 let known = match input {
                     KvInput::Get => KvOutput::Get(seen),
@@ -1293,7 +1573,7 @@ mod tests {
                 Operation { client, key: 0, input, output, call, ret }
             },
         );
-        prop::collection::vec(operation, 1..=7)
+        prop::collection::vec(operation, 1..=max_len)
     }
 
     fn small_workload(clients: u64, keys: u64, operations: usize) -> Workload {
@@ -1304,7 +1584,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn checker_agrees_with_brute_force_on_tiny_histories(history in arbitrary_tiny_history()) {
+        fn checker_agrees_with_brute_force_on_tiny_histories(history in arbitrary_tiny_history(3, 3, 7)) {
+            let expected = linearizable_by_brute_force(&history);
+            let result = check(&history, BUDGET);
+            prop_assert_eq!(result == CheckResult::Linearizable, expected, "{:?}", result);
+        }
+
+        #[test]
+        fn checker_agrees_with_brute_force_when_many_outcomes_are_unknown(history in arbitrary_tiny_history(8, 2, 9)) {
             let expected = linearizable_by_brute_force(&history);
             let result = check(&history, BUDGET);
             prop_assert_eq!(result == CheckResult::Linearizable, expected, "{:?}", result);
