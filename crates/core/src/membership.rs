@@ -46,6 +46,37 @@ impl Membership {
         Ok(Membership { incoming: voter_set, outgoing: BTreeSet::new(), learners: learner_set })
     }
 
+    /// A membership from its parts; `outgoing` is empty outside a joint change. Used by
+    /// decoders and by the membership-change logic; validates like `new`.
+    pub fn from_parts(
+        incoming: BTreeSet<NodeId>,
+        outgoing: BTreeSet<NodeId>,
+        learners: BTreeSet<NodeId>,
+    ) -> Result<Membership, MembershipError> {
+        if incoming.is_empty() {
+            return Err(MembershipError::NoVoters);
+        }
+        if let Some(both) = learners.iter().find(|id| incoming.contains(id) || outgoing.contains(id)) {
+            return Err(MembershipError::VoterIsLearner(*both));
+        }
+        Ok(Membership { incoming, outgoing, learners })
+    }
+
+    /// The voters of the configuration in force (or being moved to, during a joint change).
+    pub fn incoming(&self) -> &BTreeSet<NodeId> {
+        &self.incoming
+    }
+
+    /// The voters being left during a joint change; empty otherwise.
+    pub fn outgoing(&self) -> &BTreeSet<NodeId> {
+        &self.outgoing
+    }
+
+    /// Whether this is a joint configuration (a voter change in progress).
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
     /// Voters `1..=n` and no learners: the common test and example cluster.
     pub fn with_voters(ids: impl IntoIterator<Item = u64>) -> Result<Membership, MembershipError> {
         let voters: Vec<NodeId> = ids.into_iter().map(NodeId).collect();

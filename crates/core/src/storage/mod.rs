@@ -8,6 +8,7 @@
 //! Storage errors are fatal to the node: a runtime that gets one stops the node
 //! (fail closed) rather than retrying into a possibly corrupt log.
 
+pub mod codec;
 mod error;
 mod log_store;
 mod state_machine;

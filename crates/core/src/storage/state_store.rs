@@ -1,6 +1,7 @@
 use bytes::Bytes;
 
 use super::StorageError;
+use super::codec::checksum as fnv1a;
 use crate::types::LogId;
 
 /// One change in a [`StateStore::write_batch`].
@@ -120,10 +121,6 @@ impl<'a> Reader<'a> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
         self.take(len as usize)
     }
-}
-
-fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
