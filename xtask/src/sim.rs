@@ -70,8 +70,8 @@ fn replay(seed: u64, nodes: Option<usize>) -> ExitCode {
     match run_seed(seed, nodes) {
         Ok(report) => {
             println!(
-                "seed {seed}: passed ({} nodes, faults {:?}, {} operations linearizable, {} entries committed)",
-                report.nodes, report.faults, report.operations, report.committed
+                "seed {seed}: passed ({} nodes, faults {:?}, {} operations linearizable, {} entries committed, {} snapshot chunks sent)",
+                report.nodes, report.faults, report.operations, report.committed, report.snapshot_chunks
             );
             println!("seeds: 1, failures: 0");
             ExitCode::SUCCESS

@@ -50,6 +50,25 @@ pub struct LeaseReadConfig {
     pub clock_drift_ticks: u64,
 }
 
+/// When a node snapshots its state machine and compacts its log. Either trigger suffices;
+/// `trigger_snapshot()` asks for one at any time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Snapshot once this many entries were applied since the last snapshot.
+    pub every_applied_entries: Option<u64>,
+    /// Snapshot once the log holds more than this many payload bytes.
+    pub max_log_bytes: Option<u64>,
+    /// Entries kept in the log below a new snapshot, so slightly lagging followers still
+    /// catch up from the log instead of receiving the snapshot.
+    pub keep_entries: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy { every_applied_entries: Some(100_000), max_log_bytes: Some(256 << 20), keep_entries: 1_000 }
+    }
+}
+
 /// The protocol's knobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -73,6 +92,12 @@ pub struct Config {
     pub max_bytes_per_message: u64,
     /// How many recent entries the core keeps in memory to replicate without a load.
     pub entry_cache_entries: usize,
+    /// When to snapshot and compact the log.
+    pub snapshot_policy: SnapshotPolicy,
+    /// Bytes per snapshot chunk sent to a lagging peer.
+    pub snapshot_chunk_bytes: u64,
+    /// A learner is promoted only when it is at most this many entries behind the leader.
+    pub learner_catchup_entries: u64,
 }
 
 impl Default for Config {
@@ -88,6 +113,9 @@ impl Default for Config {
             max_entries_per_message: 256,
             max_bytes_per_message: 1 << 20,
             entry_cache_entries: 4096,
+            snapshot_policy: SnapshotPolicy::default(),
+            snapshot_chunk_bytes: 1 << 20,
+            learner_catchup_entries: 100,
         }
     }
 }
@@ -95,7 +123,7 @@ impl Default for Config {
 impl Config {
     /// Checks every field; called by `Raft::new`, so a bad value is reported at start.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 7] = [
+        let positive: [(&'static str, u64); 8] = [
             ("election_timeout_ticks", self.election_timeout_ticks),
             ("heartbeat_interval_ticks", self.heartbeat_interval_ticks),
             ("max_inflight_messages", self.max_inflight_messages as u64),
@@ -103,6 +131,7 @@ impl Config {
             ("max_entries_per_message", self.max_entries_per_message as u64),
             ("max_bytes_per_message", self.max_bytes_per_message),
             ("entry_cache_entries", self.entry_cache_entries as u64),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero { field });
@@ -112,6 +141,13 @@ impl Config {
                 election: self.election_timeout_ticks,
                 heartbeat: self.heartbeat_interval_ticks,
             });
+        }
+        let policy = self.snapshot_policy;
+        if policy.every_applied_entries == Some(0) {
+            return Err(ConfigError::Zero { field: "snapshot_policy.every_applied_entries" });
+        }
+        if policy.max_log_bytes == Some(0) {
+            return Err(ConfigError::Zero { field: "snapshot_policy.max_log_bytes" });
         }
         if let Some(lease) = self.lease_read
             && lease.clock_drift_ticks >= self.election_timeout_ticks

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use crate::message::Envelope;
 use crate::output::{PersistRequest, WriteId};
-use crate::types::{Entry, HardState, LogIndex};
+use crate::types::{Entry, HardState, LogId, LogIndex};
 
 /// What a message needs to be durable before it may leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,7 @@ struct Staged {
     hard_state: bool,
     truncate_from: Option<LogIndex>,
     entries: Vec<Entry>,
+    purge_upto: Option<LogId>,
 }
 
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub(crate) struct Durability {
     last_hard_state_write: Option<WriteId>,
     acked: Option<WriteId>,
     durable_index: LogIndex,
+    /// Everything up to here is durable in a snapshot.
+    snapshot_floor: LogIndex,
     held: VecDeque<(WriteId, Envelope)>,
 }
 
@@ -64,6 +67,7 @@ impl Durability {
             last_hard_state_write: None,
             acked: None,
             durable_index,
+            snapshot_floor: LogIndex(0),
             held: VecDeque::new(),
         }
     }
@@ -93,6 +97,19 @@ impl Durability {
         self.staged.entries.extend_from_slice(entries);
     }
 
+    /// The log up to `upto` is covered by a durable snapshot and may go.
+    pub(crate) fn stage_purge(&mut self, upto: LogId) {
+        if self.staged.purge_upto.is_none_or(|earlier| earlier.index < upto.index) {
+            self.staged.purge_upto = Some(upto);
+        }
+    }
+
+    /// Everything up to `index` is durable in a snapshot the runtime saved.
+    pub(crate) fn covered_by_snapshot(&mut self, index: LogIndex) {
+        self.snapshot_floor = self.snapshot_floor.max(index);
+        self.durable_index = self.durable_index.max(index);
+    }
+
     /// Whether the current term and vote are durable.
     pub(crate) fn hard_state_is_durable(&self) -> bool {
         !self.staged.hard_state && self.last_hard_state_write.is_none_or(|write| Some(write) <= self.acked)
@@ -102,7 +119,11 @@ impl Durability {
     /// `last_index` its last log index once this write is applied.
     pub(crate) fn take_write(&mut self, hard_state: HardState, last_index: LogIndex) -> Option<PersistRequest> {
         let staged = std::mem::take(&mut self.staged);
-        if !staged.hard_state && staged.truncate_from.is_none() && staged.entries.is_empty() {
+        if !staged.hard_state
+            && staged.truncate_from.is_none()
+            && staged.entries.is_empty()
+            && staged.purge_upto.is_none()
+        {
             return None;
         }
         let id = WriteId(self.next_write);
@@ -117,6 +138,7 @@ impl Durability {
             hard_state: Some(hard_state),
             truncate_from: staged.truncate_from,
             entries: staged.entries,
+            purge_upto: staged.purge_upto,
         })
     }
 
@@ -159,7 +181,7 @@ impl Durability {
             if let Some(from) = self.staged.truncate_from {
                 durable = durable.min(from.prev());
             }
-            self.durable_index = durable;
+            self.durable_index = durable.max(self.snapshot_floor);
         }
         let mut released = Vec::new();
         self.held.retain(|(write, envelope)| {

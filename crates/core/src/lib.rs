@@ -71,6 +71,8 @@ mod raft;
 mod read;
 mod replication;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use config::{Config, ConfigError, LeaseReadConfig};

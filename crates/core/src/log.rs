@@ -22,6 +22,10 @@ pub(crate) struct LogView {
     last: LogId,
     cache: VecDeque<Entry>,
     cache_capacity: usize,
+    /// Payload bytes of each entry after `last_purged` whose size is known (entries that
+    /// were in the log when the node started count as 0 until compacted away).
+    sizes: VecDeque<u64>,
+    bytes: u64,
 }
 
 impl LogView {
@@ -37,7 +41,48 @@ impl LogView {
             last: recovered.last_log_id,
             cache: VecDeque::new(),
             cache_capacity,
+            sizes: std::iter::repeat_n(0, (recovered.last_log_id.index.0 - recovered.last_purged.index.0) as usize)
+                .collect(),
+            bytes: 0,
         }
+    }
+
+    pub(crate) fn last_purged(&self) -> LogId {
+        self.last_purged
+    }
+
+    /// Payload bytes in the log (of the entries this node appended or received).
+    pub(crate) fn payload_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Drops every entry up to `upto` (covered by a snapshot). Past the last entry, the log
+    /// becomes empty and continues after `upto`.
+    pub(crate) fn purge(&mut self, upto: LogId) {
+        if upto.index <= self.last_purged.index {
+            return;
+        }
+        if upto.index >= self.last.index {
+            self.term_starts.clear();
+            self.cache.clear();
+            self.sizes.clear();
+            self.bytes = 0;
+            self.last = upto;
+            self.last_purged = upto;
+            return;
+        }
+        debug_assert_eq!(self.term_at(upto.index), Some(upto.term), "a purge point is an entry of the log");
+        let first_kept = upto.index.next();
+        let term_of_first_kept = self.term_at(first_kept).expect("kept entries are in the log");
+        self.term_starts.retain(|start| start.index > first_kept);
+        self.term_starts.insert(0, LogId { term: term_of_first_kept, index: first_kept });
+        while self.cache.front().is_some_and(|entry| entry.log_id.index <= upto.index) {
+            self.cache.pop_front();
+        }
+        for _ in self.last_purged.index.0..upto.index.0 {
+            self.bytes -= self.sizes.pop_front().unwrap_or(0);
+        }
+        self.last_purged = upto;
     }
 
     pub(crate) fn last(&self) -> LogId {
@@ -77,7 +122,7 @@ impl LogView {
 
     /// The hint a follower returns when the consistency check failed at `prev`.
     pub(crate) fn conflict_hint(&self, prev: LogId) -> ConflictHint {
-        let index = self.find_conflict_by_term(prev.index.min(self.last.index), prev.term);
+        let index = self.find_conflict_by_term(prev.index.min(self.last.index), prev.term).max(self.last_purged.index);
         let term = self.term_at(index).expect("a hint index lies inside the log");
         ConflictHint { index, term }
     }
@@ -92,6 +137,8 @@ impl LogView {
             }
             self.last = entry.log_id;
             self.cache.push_back(entry.clone());
+            self.sizes.push_back(entry.payload_bytes());
+            self.bytes += entry.payload_bytes();
         }
         while self.cache.len() > self.cache_capacity {
             self.cache.pop_front();
@@ -110,6 +157,10 @@ impl LogView {
         self.last = LogId { term: new_last_term, index: new_last_index };
         while self.cache.back().is_some_and(|entry| entry.log_id.index >= from) {
             self.cache.pop_back();
+        }
+        let keep = (new_last_index.0 - self.last_purged.index.0) as usize;
+        while self.sizes.len() > keep {
+            self.bytes -= self.sizes.pop_back().unwrap_or(0);
         }
     }
 
@@ -169,6 +220,19 @@ mod tests {
         assert!(log.cached(LogIndex(1), LogIndex(3)).is_none());
         log.append(&[entry(4, 3)]);
         assert_eq!(log.cached(LogIndex(2), LogIndex(3)).unwrap(), vec![entry(1, 2), entry(4, 3)]);
+    }
+
+    #[test]
+    fn purge_keeps_the_terms_of_the_remaining_entries() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        log.purge(LogId::new(2, 3));
+        assert_eq!(log.term_at(LogIndex(3)), Some(Term(2)), "the purge point still answers its term");
+        assert_eq!(log.term_at(LogIndex(2)), None);
+        assert_eq!(log.term_at(LogIndex(4)), Some(Term(2)));
+        assert_eq!(log.term_at(LogIndex(5)), Some(Term(3)));
+        log.purge(LogId::new(7, 9));
+        assert_eq!(log.last(), LogId::new(7, 9), "purging past the end empties the log after the snapshot");
+        assert_eq!(log.payload_bytes(), 0);
     }
 
     #[test]

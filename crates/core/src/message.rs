@@ -1,5 +1,8 @@
 //! The messages Raft peers exchange. Transports carry them; the core never sees a socket.
 
+use bytes::Bytes;
+
+use crate::storage::SnapshotMeta;
 use crate::types::{Entry, LogId, LogIndex, NodeId, Term};
 
 /// A message with its addresses.
@@ -45,6 +48,19 @@ pub enum AppendOutcome {
     },
     /// The request came from a stale term; the response's term tells the sender.
     StaleTerm,
+}
+
+/// The answer to a snapshot chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Send from this byte offset next (a resume point after a lost or stale chunk, too).
+    Continue {
+        /// The next offset the follower expects.
+        next_offset: u64,
+    },
+    /// The follower holds everything up to the snapshot's last entry, durably (installed
+    /// now, or already covered by its committed log).
+    Done,
 }
 
 /// Every peer message.
@@ -109,6 +125,30 @@ pub enum Message {
         /// The leader's term.
         term: Term,
     },
+    /// One chunk of a snapshot for a follower whose next entry was purged.
+    InstallSnapshot {
+        /// The leader's term.
+        term: Term,
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Where `data` starts in the snapshot.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+        /// The snapshot's total size; the last chunk ends there.
+        total_bytes: u64,
+        /// FNV-1a checksum of the whole snapshot, verified before it is installed.
+        checksum: u64,
+    },
+    /// The answer to a snapshot chunk.
+    InstallSnapshotResponse {
+        /// The follower's term.
+        term: Term,
+        /// The snapshot the answer is about.
+        last_included: LogId,
+        /// What happened.
+        outcome: SnapshotOutcome,
+    },
 }
 
 impl Message {
@@ -121,7 +161,9 @@ impl Message {
             | Message::AppendResponse { term, .. }
             | Message::Heartbeat { term, .. }
             | Message::HeartbeatResponse { term, .. }
-            | Message::TimeoutNow { term } => *term,
+            | Message::TimeoutNow { term }
+            | Message::InstallSnapshot { term, .. }
+            | Message::InstallSnapshotResponse { term, .. } => *term,
         }
     }
 
@@ -137,6 +179,8 @@ impl Message {
             Message::Heartbeat { .. } => "heartbeat",
             Message::HeartbeatResponse { .. } => "heartbeat_response",
             Message::TimeoutNow { .. } => "timeout_now",
+            Message::InstallSnapshot { .. } => "install_snapshot",
+            Message::InstallSnapshotResponse { .. } => "install_snapshot_response",
         }
     }
 }

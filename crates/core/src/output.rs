@@ -1,7 +1,9 @@
 //! What the core asks its runtime to do, and the errors it answers requests with.
 
+use crate::membership::MembershipError;
 use crate::message::Envelope;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
+use crate::storage::Snapshot;
+use crate::types::{Entry, HardState, LogId, LogIndex, NodeId, Term};
 
 /// Identifies one `Output::Persist`; the runtime reports it back through `Raft::persisted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,8 +28,8 @@ pub enum Role {
 
 /// One write to the log store, to be made durable as a unit.
 ///
-/// Apply in this order: `hard_state`, `truncate_from`, `entries`; then sync and call
-/// `Raft::persisted(id)`. Writes must reach the store in the order they are emitted.
+/// Apply in this order: `hard_state`, `truncate_from`, `entries`, `purge_upto`; then sync
+/// and call `Raft::persisted(id)`. Writes must reach the store in the order they are emitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersistRequest {
     /// Report this id once the write is durable.
@@ -38,6 +40,9 @@ pub struct PersistRequest {
     pub truncate_from: Option<LogIndex>,
     /// Append these entries after the (possibly truncated) log.
     pub entries: Vec<Entry>,
+    /// Purge the log up to and including this entry (`LogStore::purge_prefix`): it is
+    /// covered by a durable snapshot.
+    pub purge_upto: Option<LogId>,
 }
 
 /// A command for the runtime, drained with `Raft::take_outputs`.
@@ -81,6 +86,21 @@ pub enum Output {
         /// Why.
         error: ReadError,
     },
+    /// Build a snapshot of the state machine at its applied index, save it durably, and
+    /// report it with `Raft::snapshot_built`.
+    BuildSnapshot,
+    /// Hand the latest durable snapshot to `Raft::snapshot_loaded(peer, term, snapshot)`,
+    /// for a peer whose next entry was purged.
+    LoadSnapshot {
+        /// The peer it is for.
+        peer: NodeId,
+        /// The leader term that asked; stale answers are ignored.
+        term: Term,
+    },
+    /// A snapshot arrived from the leader, complete and verified: install it into the state
+    /// machine, save it durably (it replaces any older one), then call
+    /// `Raft::snapshot_installed(meta)`. Until then apply nothing.
+    InstallSnapshot(Snapshot),
     /// The role, term or known leader changed.
     RoleChanged {
         /// The new role.
@@ -132,6 +152,79 @@ pub enum TransferError {
     /// The target cannot lead.
     #[error("node {0} is not a voter")]
     NotAVoter(NodeId),
+}
+
+/// Why a snapshot report was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// The snapshot covers entries that were not applied, or is not newer than the current one.
+    #[error("snapshot at {last_included} is not usable: {reason}")]
+    Unusable {
+        /// The snapshot's last entry.
+        last_included: LogId,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// A change of the cluster's membership, proposed on the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a node that receives the log but does not vote.
+    AddLearner(NodeId),
+    /// Make a caught-up learner a voter (joint consensus).
+    Promote(NodeId),
+    /// Remove a learner, or a voter (joint consensus); the leader may remove itself.
+    Remove(NodeId),
+    /// Replace voter `remove` by caught-up learner `add` in one joint change.
+    Replace {
+        /// The voter leaving.
+        remove: NodeId,
+        /// The learner joining the voters.
+        add: NodeId,
+    },
+    /// Make exactly these nodes the voters; new ones must be caught-up learners, removed
+    /// voters leave the cluster.
+    ChangeVoters(std::collections::BTreeSet<NodeId>),
+}
+
+/// Why a membership change was refused. Nothing was appended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipChangeError {
+    /// Only the leader changes the membership; try the hinted leader.
+    #[error("not the leader; leader hint: {leader:?}")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// A new leader must first commit an entry of its own term (the single-server change bug).
+    #[error("the leader has not committed an entry of its term yet; retry shortly")]
+    LeaderNotReady,
+    /// Another change is still being committed (or the joint configuration not yet left).
+    #[error("another membership change is in progress")]
+    ChangeInProgress,
+    /// A leadership transfer is under way.
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+    /// The node is already what the change would make it.
+    #[error("node {0} is already a member in that role")]
+    AlreadyMember(NodeId),
+    /// The node is not a member (or not in the role the change needs).
+    #[error("node {0} is not a member in the role this change needs")]
+    NotAMember(NodeId),
+    /// A learner must catch up before it may vote.
+    #[error("learner {id} is {lag} entries behind the leader (at most {allowed} allowed)")]
+    LearnerBehind {
+        /// The learner.
+        id: NodeId,
+        /// How far behind it is.
+        lag: u64,
+        /// The configured allowance.
+        allowed: u64,
+    },
+    /// The resulting membership would be invalid (for example without voters).
+    #[error("the resulting membership is invalid: {0}")]
+    Invalid(#[from] MembershipError),
 }
 
 /// How a linearizable read is confirmed.

@@ -17,27 +17,49 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use d_engine_core::{AppendOutcome, Entry, EntryPayload, Envelope, LogId, LogIndex, Message, NodeId, Role, Term};
+use d_engine_core::quorum::VoteResult;
+use d_engine_core::storage::LogStore;
+use d_engine_core::{
+    AppendOutcome, Entry, EntryPayload, Envelope, LogId, LogIndex, Membership, Message, NodeId, Role, Term,
+};
 
 use crate::node::SimNode;
 
+/// A node's log as the checker sees it: the ids and prefix hashes of the entries after its
+/// purge point (`base`: the last purged id and the prefix hash there).
 #[derive(Debug, Default)]
 struct NodeLog {
+    base: (LogId, u64),
     ids: Vec<LogId>,
     prefix: Vec<u64>,
 }
 
 impl NodeLog {
+    fn first_index(&self) -> u64 {
+        self.base.0.index.0 + 1
+    }
+
+    fn last_index(&self) -> LogIndex {
+        LogIndex(self.base.0.index.0 + self.ids.len() as u64)
+    }
+
+    fn id_at(&self, index: LogIndex) -> Option<LogId> {
+        if index == self.base.0.index {
+            return Some(self.base.0);
+        }
+        index.0.checked_sub(self.first_index()).and_then(|position| self.ids.get(position as usize)).copied()
+    }
+
     fn truncate(&mut self, from: LogIndex) {
-        let keep = from.0.saturating_sub(1) as usize;
+        let keep = from.0.saturating_sub(self.first_index()) as usize;
         self.ids.truncate(keep);
         self.prefix.truncate(keep);
     }
 
     fn append(&mut self, entry: &Entry) -> u64 {
-        assert_eq!(entry.log_id.index.0 as usize, self.ids.len() + 1, "checker: log write leaves a gap");
+        assert_eq!(entry.log_id.index.0, self.first_index() + self.ids.len() as u64, "checker: log write leaves a gap");
         let mut hasher = DefaultHasher::new();
-        self.prefix.last().copied().unwrap_or(0).hash(&mut hasher);
+        self.prefix.last().copied().unwrap_or(self.base.1).hash(&mut hasher);
         entry.log_id.hash(&mut hasher);
         match &entry.payload {
             EntryPayload::Command(data) => data.hash(&mut hasher),
@@ -48,6 +70,20 @@ impl NodeLog {
         self.ids.push(entry.log_id);
         self.prefix.push(hash);
         hash
+    }
+
+    /// Drops entries up to `upto`; past the end, the log restarts after it with the prefix
+    /// hash the cluster knows for that id.
+    fn purge(&mut self, upto: LogId, known_prefix: Option<u64>) {
+        if upto.index.0 < self.first_index() {
+            return;
+        }
+        let drop = (upto.index.0 - self.first_index() + 1) as usize;
+        let hash = if drop <= self.prefix.len() { self.prefix[drop - 1] } else { known_prefix.unwrap_or(0) };
+        let drop = drop.min(self.ids.len());
+        self.ids.drain(..drop);
+        self.prefix.drain(..drop);
+        self.base = (upto, hash);
     }
 }
 
@@ -63,7 +99,6 @@ struct NodeHistory {
 /// Checks invariants as the simulation runs; the first violation is a test failure.
 #[derive(Debug)]
 pub struct Checker {
-    voters: usize,
     leaders: BTreeMap<Term, NodeId>,
     prefix_of: HashMap<LogId, u64>,
     nodes: BTreeMap<NodeId, NodeHistory>,
@@ -74,10 +109,9 @@ pub struct Checker {
 type Verdict = Result<(), String>;
 
 impl Checker {
-    /// A checker for a cluster of `voters` voting nodes.
-    pub fn new(voters: usize) -> Checker {
+    /// A checker with nothing observed yet.
+    pub fn new() -> Checker {
         Checker {
-            voters,
             leaders: BTreeMap::new(),
             prefix_of: HashMap::new(),
             nodes: BTreeMap::new(),
@@ -131,12 +165,9 @@ impl Checker {
             Message::AppendResponse { outcome: AppendOutcome::Success { matched }, .. } => {
                 let current = node.core().map(|core| core.status().last_log_id);
                 let durable_id = node.store().durable_log_id(*matched);
-                let current_id = if *matched == LogIndex(0) {
-                    None
-                } else {
-                    self.nodes.get(&from).and_then(|h| h.log.ids.get(matched.0 as usize - 1).copied())
-                };
-                if *matched > LogIndex(0) && (durable_id.is_none() || durable_id != current_id) {
+                let current_id = self.nodes.get(&from).and_then(|h| h.log.id_at(*matched));
+                let in_snapshot = node.snapshot_index() >= *matched;
+                if *matched > LogIndex(0) && !in_snapshot && (durable_id.is_none() || durable_id != current_id) {
                     return Err(format!(
                         "{from} acknowledged entries up to {matched} that are not durable (durable there: {durable_id:?}, log: {current:?})"
                     ));
@@ -152,7 +183,7 @@ impl Checker {
         let id = node.id();
         let observations = std::mem::take(&mut node.observations);
         let history = self.nodes.entry(id).or_default();
-        for (truncate_from, entries) in &observations.log_writes {
+        for (truncate_from, entries, purge_upto) in &observations.log_writes {
             if let Some(from) = truncate_from {
                 history.log.truncate(*from);
             }
@@ -163,6 +194,34 @@ impl Checker {
                     return Err(format!("log matching violated: {id} holds {} with a different prefix", entry.log_id));
                 }
             }
+            if let Some(upto) = purge_upto {
+                // Commits reported in the same step must be checked against entries this
+                // purge is about to drop.
+                if let Some(commit) = node.core().map(|core| core.status().commit) {
+                    let checkable = commit.min(upto.index).min(history.log.last_index());
+                    Self::check_commits(&mut self.committed, id, history, checkable)?;
+                }
+                history.log.purge(*upto, self.prefix_of.get(upto).copied());
+            }
+        }
+        for last_included in &observations.snapshots_installed {
+            // A snapshot holds exactly the committed prefix up to its last entry.
+            match self.committed.get(last_included.index.0 as usize - 1) {
+                Some(committed) if committed == last_included => {}
+                other => {
+                    return Err(format!(
+                        "{id} installed a snapshot at {last_included}, but committed there: {other:?}"
+                    ));
+                }
+            }
+            if last_included.index < history.applied {
+                return Err(format!(
+                    "{id} installed a snapshot at {last_included} behind its applied {}",
+                    history.applied
+                ));
+            }
+            history.applied = last_included.index;
+            history.commit_checked = history.commit_checked.max(last_included.index);
         }
         for entry in &observations.applied {
             let index = entry.log_id.index.0 as usize;
@@ -190,22 +249,7 @@ impl Checker {
         if status.commit < history.commit_checked {
             return Err(format!("{id}'s commit index went back from {} to {}", history.commit_checked, status.commit));
         }
-        while history.commit_checked < status.commit {
-            let index = history.commit_checked.next();
-            let Some(log_id) = history.log.ids.get(index.0 as usize - 1).copied() else {
-                return Err(format!("{id} committed {index} beyond its log"));
-            };
-            match self.committed.get(index.0 as usize - 1) {
-                Some(known) if *known != log_id => {
-                    return Err(format!(
-                        "committed entry changed: {id} committed {log_id} where {known} was committed"
-                    ));
-                }
-                Some(_) => {}
-                None => self.committed.push(log_id),
-            }
-            history.commit_checked = index;
-        }
+        Self::check_commits(&mut self.committed, id, history, status.commit)?;
         for (role, term, _) in &observations.roles {
             if *role == Role::Leader && history.last_role != Some((Role::Leader, *term)) {
                 if let Some(other) = self.leaders.insert(*term, id)
@@ -213,8 +257,9 @@ impl Checker {
                 {
                     return Err(format!("election safety: {other} and {id} both led {term}"));
                 }
-                for (position, committed) in self.committed.iter().enumerate() {
-                    if history.log.ids.get(position) != Some(committed) {
+                let first = history.log.first_index() as usize;
+                for committed in self.committed.iter().skip(first.saturating_sub(1)) {
+                    if history.log.id_at(committed.index) != Some(*committed) {
                         return Err(format!("leader completeness: {id} leads {term} without committed {committed}"));
                     }
                 }
@@ -224,31 +269,66 @@ impl Checker {
         Ok(())
     }
 
+    /// Records (or compares) every index `history` newly reports committed, up to `commit`.
+    fn check_commits(committed: &mut Vec<LogId>, id: NodeId, history: &mut NodeHistory, commit: LogIndex) -> Verdict {
+        while history.commit_checked < commit {
+            let index = history.commit_checked.next();
+            if index.0 < history.log.first_index() {
+                // Covered by the node's snapshot, which was checked to be committed.
+                history.commit_checked = index;
+                continue;
+            }
+            let Some(log_id) = history.log.id_at(index) else {
+                return Err(format!("{id} committed {index} beyond its log"));
+            };
+            match committed.get(index.0 as usize - 1) {
+                Some(known) if *known != log_id => {
+                    return Err(format!(
+                        "committed entry changed: {id} committed {log_id} where {known} was committed"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    assert_eq!(committed.len() + 1, index.0 as usize, "checker: committed ids stay contiguous");
+                    committed.push(log_id)
+                }
+            }
+            history.commit_checked = index;
+        }
+        Ok(())
+    }
+
     /// A node crashed: its view falls back to its durable log and a new life begins.
     pub fn on_restart(&mut self, node: &SimNode) {
         let history = self.nodes.entry(node.id()).or_default();
-        history.log = NodeLog::default();
+        let base = node.store().last_purged().expect("memory store");
+        history.log = NodeLog { base: (base, self.prefix_of.get(&base).copied().unwrap_or(0)), ..NodeLog::default() };
         for entry in node.store().durable_entries() {
             history.log.append(&entry);
         }
         // Only the durable term survives a crash; messages never leave ahead of it
         // (`on_send`), so restarting from it cannot undo anything another node relied on.
         history.term = Term(0);
-        history.commit_checked = LogIndex(0);
-        history.applied = LogIndex(0);
+        // The state machine restarts from the durable snapshot (whose content was checked
+        // when it was taken or installed) and re-applies the log after it.
+        history.commit_checked = node.snapshot_index();
+        history.applied = node.snapshot_index();
         history.last_role = None;
     }
 
-    /// Every committed entry must sit on a quorum of durable logs.
-    pub fn committed_entries_survive(&self, nodes: &[SimNode]) -> Verdict {
-        let quorum = self.voters / 2 + 1;
+    /// Every committed entry must sit on a quorum (of `membership`) of durable logs or
+    /// durable snapshots.
+    pub fn committed_entries_survive(&self, nodes: &[SimNode], membership: &Membership) -> Verdict {
+        let quorum = membership.quorum();
         for committed in self.committed.iter().rev().take(64) {
-            let holders =
-                nodes.iter().filter(|node| node.store().durable_log_id(committed.index) == Some(*committed)).count();
-            if holders < quorum {
+            let holds = |node: &SimNode| {
+                node.snapshot_index() >= committed.index
+                    || node.store().durable_log_id(committed.index) == Some(*committed)
+            };
+            let holders: Vec<NodeId> = nodes.iter().filter(|node| holds(node)).map(|node| node.id()).collect();
+            if quorum.vote_result(|voter| Some(holders.contains(&voter))) != VoteResult::Won {
                 return Err(format!(
-                    "committed entry {committed} is durable on only {holders} of {} nodes",
-                    self.voters
+                    "committed entry {committed} is durable only on {holders:?}, not on a quorum of {membership:?}"
                 ));
             }
         }

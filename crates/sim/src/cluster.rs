@@ -128,6 +128,8 @@ pub struct Cluster {
     append_conflicts_sent: u64,
     /// Replies to requests a test sent itself with `client_request` (no workload).
     replies: Vec<(OpRef, Reply)>,
+    /// The newest membership known committed (from the node with the highest commit index).
+    committed_membership: Membership,
 }
 
 impl Cluster {
@@ -146,7 +148,8 @@ impl Cluster {
             network: Network::new(config.network.clone()),
             disks: (0..config.nodes).map(|_| Disk { free_at: 0, slow_factor: 1 }).collect(),
             paused: (0..config.nodes).map(|_| None).collect(),
-            checker: Checker::new(config.nodes),
+            checker: Checker::new(),
+            committed_membership: membership.clone(),
             nodes,
             rng,
             now: 0,
@@ -306,7 +309,7 @@ impl Cluster {
         self.nodes[i].crash();
         self.paused[i] = None;
         self.checker.on_restart(&self.nodes[i]);
-        let verdict = self.checker.committed_entries_survive(&self.nodes);
+        let verdict = self.checker.committed_entries_survive(&self.nodes, &self.committed_membership);
         self.verdict(verdict);
     }
 
@@ -424,7 +427,7 @@ impl Cluster {
     /// be durable on a quorum, and the history must be linearizable. Returns the number of
     /// operations checked.
     pub fn finish(&mut self, budget_per_key: u64) -> Result<usize, String> {
-        self.checker.committed_entries_survive(&self.nodes)?;
+        self.checker.committed_entries_survive(&self.nodes, &self.committed_membership)?;
         let Some(workload) = &mut self.workload else { return Ok(0) };
         workload.finish();
         let history = workload.history();
@@ -538,6 +541,11 @@ impl Cluster {
     fn handle_effects(&mut self, i: usize, effects: Vec<Effect>) {
         let verdict = self.checker.after_step(&mut self.nodes[i]);
         self.verdict(verdict);
+        if let Some(core) = self.nodes[i].core()
+            && self.nodes.iter().filter_map(|n| n.core()).all(|other| other.status().commit <= core.status().commit)
+        {
+            self.committed_membership = core.committed_membership().clone();
+        }
         for effect in effects {
             match effect {
                 Effect::Send(envelope) => {

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use d_engine_core::storage::{LogStore, RecoveredLog, StateMachine};
+use d_engine_core::storage::{LogStore, RecoveredLog, Snapshot, StateMachine};
 use d_engine_core::{
-    Config, Entry, LogId, LogIndex, Membership, NodeId, Output, PersistRequest, ProposeError, Raft, ReadId, ReadPolicy,
-    Role, Term, WriteId,
+    Config, Entry, LogId, LogIndex, Membership, MembershipChange, MembershipChangeError, NodeId, Output,
+    PersistRequest, ProposeError, Raft, ReadId, ReadPolicy, Role, Term, WriteId,
 };
 use d_engine_memory::MemLogStore;
 
@@ -61,8 +61,10 @@ pub enum Effect {
 /// What the invariant checker observes of a node's log and state machine.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
-    /// Log writes in order: (truncate-from, appended entries).
-    pub log_writes: Vec<(Option<LogIndex>, Vec<Entry>)>,
+    /// Log writes in order: (truncate-from, appended entries, purged up to).
+    pub log_writes: Vec<(Option<LogIndex>, Vec<Entry>, Option<LogId>)>,
+    /// Snapshots installed from the leader (the state machine jumped to their last entry).
+    pub snapshots_installed: Vec<LogId>,
     /// Entries applied to the state machine, in order.
     pub applied: Vec<Entry>,
     /// Role changes reported by the core.
@@ -75,6 +77,8 @@ pub struct SimNode {
     config: Config,
     membership: Membership,
     store: MemLogStore,
+    /// The latest snapshot, saved durably: it survives crashes.
+    snapshot: Option<Snapshot>,
     core: Option<Raft>,
     kv: KvStateMachine,
     read_policy: ReadPolicy,
@@ -94,6 +98,7 @@ impl SimNode {
             config,
             membership,
             store: MemLogStore::new(),
+            snapshot: None,
             core: None,
             kv: KvStateMachine::default(),
             read_policy,
@@ -137,6 +142,11 @@ impl SimNode {
         &self.kv
     }
 
+    /// The last entry covered by the durable snapshot, if any.
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.snapshot.as_ref().map_or(LogIndex(0), |snapshot| snapshot.meta.last_included.index)
+    }
+
     /// Power loss: the process and every unsynced write are gone.
     pub fn crash(&mut self) {
         self.core = None;
@@ -152,8 +162,13 @@ impl SimNode {
     pub fn start(&mut self, seed: u64) -> Vec<Effect> {
         assert!(self.core.is_none(), "start on a running node");
         self.incarnation += 1;
-        let recovered = RecoveredLog::read(&self.store).expect("the memory store never fails to read");
-        let core = Raft::new(self.id, self.config.clone(), self.membership.clone(), &recovered, LogIndex(0), seed)
+        let mut recovered = RecoveredLog::read(&self.store).expect("the memory store never fails to read");
+        if let Some(snapshot) = &self.snapshot {
+            self.kv.install_snapshot(snapshot).expect("a saved snapshot installs");
+            recovered.snapshot = Some(snapshot.meta.clone());
+        }
+        let applied = self.kv.last_applied().index;
+        let core = Raft::new(self.id, self.config.clone(), self.membership.clone(), &recovered, applied, seed)
             .expect("the simulator's configuration is valid");
         self.core = Some(core);
         self.drive()
@@ -194,6 +209,23 @@ impl SimNode {
         };
         let result = core.transfer_leadership(target);
         (result, self.drive())
+    }
+
+    /// Proposes a membership change on this node.
+    pub fn change_membership(
+        &mut self,
+        change: MembershipChange,
+    ) -> (Result<LogId, MembershipChangeError>, Vec<Effect>) {
+        let Some(core) = self.core.as_mut() else {
+            return (Err(MembershipChangeError::NotLeader { leader: None }), Vec::new());
+        };
+        let result = core.change_membership(change);
+        (result, self.drive())
+    }
+
+    /// Asks the core for a snapshot now.
+    pub fn trigger_snapshot(&mut self) -> Vec<Effect> {
+        self.with_core(|core| core.trigger_snapshot())
     }
 
     /// A client request arrives.
@@ -261,8 +293,29 @@ impl SimNode {
             Output::Send(envelope) => effects.push(Effect::Send(envelope)),
             Output::Apply { first, last } => self.apply(first, last, effects),
             Output::LoadEntries { peer, term, first, last } => {
-                let entries = self.store.entries(first..=last).expect("the leader loads entries it holds");
+                // Entries purged since the request are simply not there: hand back none.
+                let entries = self.store.entries(first..=last).unwrap_or_default();
                 self.core.as_mut().expect("running").entries_loaded(peer, term, entries);
+            }
+            Output::BuildSnapshot => {
+                let (last_included, data) = self.kv.build_snapshot().expect("the KV snapshot builds");
+                if let Ok(meta) = self.core.as_mut().expect("running").snapshot_built(last_included) {
+                    self.snapshot = Some(Snapshot { meta, data });
+                }
+            }
+            Output::LoadSnapshot { peer, term } => {
+                let snapshot = self.snapshot.clone().expect("a leader purges its log only after saving a snapshot");
+                self.core.as_mut().expect("running").snapshot_loaded(peer, term, snapshot);
+            }
+            Output::InstallSnapshot(snapshot) => {
+                self.kv.install_snapshot(&snapshot).expect("a verified snapshot installs");
+                let covered = snapshot.meta.last_included.index;
+                self.proposals.retain(|index, _| *index > covered);
+                self.observations.snapshots_installed.push(snapshot.meta.last_included);
+                let meta = snapshot.meta.clone();
+                self.snapshot = Some(snapshot);
+                self.core.as_mut().expect("running").snapshot_installed(meta);
+                self.serve_reads(effects);
             }
             Output::ReadReady { id, index } => {
                 if let Some((op, key)) = self.reads_unconfirmed.remove(&id) {
@@ -288,7 +341,10 @@ impl SimNode {
             store.truncate_suffix(from).expect("the core truncates only unpurged entries");
         }
         store.append(&write.entries).expect("the core appends consecutive entries");
-        self.observations.log_writes.push((write.truncate_from, write.entries.clone()));
+        if let Some(upto) = write.purge_upto {
+            store.purge_prefix(upto).expect("the core purges what a snapshot covers");
+        }
+        self.observations.log_writes.push((write.truncate_from, write.entries.clone(), write.purge_upto));
     }
 
     fn apply(&mut self, first: LogIndex, last: LogIndex, effects: &mut Vec<Effect>) {

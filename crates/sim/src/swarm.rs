@@ -5,7 +5,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use d_engine_core::{LeaseReadConfig, ReadPolicy};
+use d_engine_core::{LeaseReadConfig, ReadPolicy, SnapshotPolicy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -75,6 +75,8 @@ pub struct SeedReport {
     pub operations: usize,
     /// Entries committed.
     pub committed: usize,
+    /// Snapshot chunks sent to lagging peers.
+    pub snapshot_chunks: u64,
 }
 
 /// The plan a seed runs: derived from the seed alone (and the optional node count).
@@ -98,6 +100,14 @@ impl SeedPlan {
         config.raft.max_inflight_messages = [1, 4, 64][rng.random_range(0..3)];
         config.raft.max_entries_per_message = [1, 8, 256][rng.random_range(0..3)];
         config.raft.entry_cache_entries = [4, 64, 4096][rng.random_range(0..3)];
+        if rng.random_bool(0.7) {
+            config.raft.snapshot_policy = SnapshotPolicy {
+                every_applied_entries: [None, Some(10), Some(50), Some(200)][rng.random_range(0..4)],
+                max_log_bytes: [None, Some(500), Some(5_000)][rng.random_range(0..3)],
+                keep_entries: [0, 3, 30][rng.random_range(0..3)],
+            };
+            config.raft.snapshot_chunk_bytes = [8, 16, 1 << 20][rng.random_range(0..3)];
+        }
         if rng.random_bool(0.3) {
             config.raft.lease_read = Some(LeaseReadConfig { clock_drift_ticks: 2 });
             config.read_policy = ReadPolicy::Lease;
@@ -169,6 +179,7 @@ fn run_plan(plan: &SeedPlan) -> Result<SeedReport, String> {
         faults: plan.faults.clone(),
         operations,
         committed: cluster.committed().len(),
+        snapshot_chunks: cluster.message_counts().get("install_snapshot").copied().unwrap_or(0),
     })
 }
 

@@ -37,7 +37,7 @@ impl Raft {
 
     pub(super) fn tick_election(&mut self) {
         self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_timeout && self.membership.is_voter(self.id) {
+        if self.election_elapsed >= self.randomized_election_timeout && self.membership.effective().is_voter(self.id) {
             self.start_election();
         }
     }
@@ -94,7 +94,7 @@ impl Raft {
 
     pub(super) fn handle_vote_request(&mut self, from: NodeId, term: Term, last_log_id: LogId, pre_vote: bool) {
         let log_ok = last_log_id.is_at_least_as_up_to_date_as(&self.log.last());
-        let voter = self.membership.is_voter(self.id);
+        let voter = self.membership.effective().is_voter(self.id);
         let granted = voter
             && log_ok
             && if pre_vote {
@@ -131,7 +131,7 @@ impl Raft {
     pub(super) fn count_votes(&mut self) {
         let own_vote_durable = self.durability.hard_state_is_durable();
         let id = self.id;
-        let quorum = self.membership.quorum();
+        let quorum = self.membership.effective().quorum();
         let (result, pre) = match &self.role {
             RoleState::PreCandidate { votes } => {
                 (quorum.vote_result(|voter| if voter == id { Some(true) } else { votes.get(&voter).copied() }), true)
@@ -163,7 +163,7 @@ impl Raft {
             pre_vote: true,
             leadership_transfer: false,
         };
-        for voter in self.membership.voter_ids().filter(|voter| *voter != self.id).collect::<Vec<_>>() {
+        for voter in self.membership.effective().voter_ids().filter(|voter| *voter != self.id).collect::<Vec<_>>() {
             self.send(voter, request.clone(), Dependency::None);
         }
         self.count_votes();
@@ -185,7 +185,7 @@ impl Raft {
             pre_vote: false,
             leadership_transfer,
         };
-        for voter in self.membership.voter_ids().filter(|voter| *voter != self.id).collect::<Vec<_>>() {
+        for voter in self.membership.effective().voter_ids().filter(|voter| *voter != self.id).collect::<Vec<_>>() {
             self.send(voter, request.clone(), Dependency::HardState);
         }
         self.count_votes();
@@ -210,6 +210,7 @@ impl Raft {
         let next = self.log.last().index.next();
         let progress = self
             .membership
+            .effective()
             .peers_of(self.id)
             .into_iter()
             .map(|peer| {
@@ -254,6 +255,7 @@ impl Raft {
         let progress = &leader.progress;
         let active = self
             .membership
+            .effective()
             .quorum()
             .vote_result(|voter| Some(voter == id || progress.get(&voter).is_some_and(|p| p.recent_active)))
             == VoteResult::Won;

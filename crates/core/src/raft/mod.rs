@@ -12,8 +12,10 @@
 //! - entries are applied only when both committed and durable locally.
 
 mod election;
+mod membership;
 mod reads;
 mod replication;
+mod snapshot;
 mod transfer;
 
 use std::collections::BTreeMap;
@@ -26,11 +28,15 @@ use crate::config::{Config, ConfigError};
 use crate::durability::{Dependency, Durability};
 use crate::log::LogView;
 use crate::membership::Membership;
+use crate::membership_log::MembershipLog;
 use crate::message::{Envelope, Message};
-use crate::output::{Output, ProposeError, ReadError, ReadId, ReadPolicy, Role, TransferError};
+use crate::output::{
+    MembershipChange, MembershipChangeError, Output, ProposeError, ReadError, ReadId, ReadPolicy, Role, SnapshotError,
+    TransferError,
+};
 use crate::read::ReadIndexQueue;
 use crate::replication::Progress;
-use crate::storage::RecoveredLog;
+use crate::storage::{RecoveredLog, Snapshot, SnapshotMeta};
 use crate::types::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Term};
 
 /// A snapshot of a node's protocol state, for status pages, tests and the simulator.
@@ -80,7 +86,13 @@ struct LeaderState {
 pub struct Raft {
     id: NodeId,
     config: Config,
-    membership: Membership,
+    membership: MembershipLog,
+    /// The latest durable snapshot.
+    snapshot: Option<SnapshotMeta>,
+    /// A `BuildSnapshot` is out and not yet answered.
+    snapshot_requested: bool,
+    /// A snapshot being received from the leader, or handed to the runtime to install.
+    incoming_snapshot: Option<snapshot::Incoming>,
     rng: ChaCha8Rng,
     term: Term,
     vote: Option<NodeId>,
@@ -116,17 +128,31 @@ impl Raft {
         seed: u64,
     ) -> Result<Raft, ConfigError> {
         config.validate()?;
-        if !membership.contains(id) {
+        let snapshot = recovered.snapshot.clone();
+        let snapshot_index = snapshot.as_ref().map_or(LogIndex(0), |meta| meta.last_included.index);
+        let (base_index, base) = match &snapshot {
+            Some(meta) => (meta.last_included.index, meta.membership.clone()),
+            None => (LogIndex(0), membership),
+        };
+        let membership = MembershipLog::new(base_index, base, recovered.memberships.clone());
+        if !membership.effective().contains(id) && recovered.last_log_id.index == LogIndex(0) && snapshot.is_none() {
             return Err(ConfigError::NotAMember(id));
         }
         let last = recovered.last_log_id;
-        assert!(applied <= last.index, "the state machine applied {applied} beyond the log's last entry {last}");
-        let commit = recovered.hard_state.commit.max(applied).min(last.index);
+        let applied = applied.max(snapshot_index);
+        assert!(
+            applied <= last.index.max(snapshot_index),
+            "the state machine applied {applied} beyond the log's last entry {last} and the snapshot"
+        );
+        let commit = recovered.hard_state.commit.max(applied).min(last.index.max(snapshot_index));
         let mut raft = Raft {
             id,
             log: LogView::new(recovered, config.entry_cache_entries),
             config,
             membership,
+            snapshot,
+            snapshot_requested: false,
+            incoming_snapshot: None,
             rng: ChaCha8Rng::seed_from_u64(seed),
             term: recovered.hard_state.term,
             vote: recovered.hard_state.vote,
@@ -143,6 +169,7 @@ impl Raft {
             reported_role: None,
             outputs: Vec::new(),
         };
+        raft.reconcile_log_with_snapshot();
         raft.reset_election_timer();
         Ok(raft)
     }
@@ -158,7 +185,10 @@ impl Raft {
     /// or from itself are ignored.
     pub fn step(&mut self, envelope: Envelope) {
         let Envelope { from, to, message } = envelope;
-        if to != self.id || from == self.id || !self.membership.contains(from) {
+        // Messages from non-members are not ignored: a removed leader must still be able to
+        // commit the configuration that removes it. Disruption by removed nodes is prevented
+        // by PreVote and leader stickiness instead.
+        if to != self.id || from == self.id {
             return;
         }
         if !self.reconcile_term(from, &message) {
@@ -178,6 +208,12 @@ impl Raft {
             Message::Heartbeat { commit, read_round, .. } => self.handle_heartbeat(from, commit, read_round),
             Message::HeartbeatResponse { read_round, .. } => self.handle_heartbeat_response(from, read_round),
             Message::TimeoutNow { .. } => self.handle_timeout_now(from),
+            Message::InstallSnapshot { meta, offset, data, total_bytes, checksum, .. } => {
+                self.handle_install_snapshot(from, meta, offset, data, total_bytes, checksum)
+            }
+            Message::InstallSnapshotResponse { last_included, outcome, .. } => {
+                self.handle_install_snapshot_response(from, last_included, outcome)
+            }
         }
     }
 
@@ -211,6 +247,34 @@ impl Raft {
         self.start_transfer(target)
     }
 
+    /// Proposes a membership change (leader only). Voter changes go through a joint
+    /// configuration that the leader leaves automatically once it is committed.
+    pub fn change_membership(&mut self, change: MembershipChange) -> Result<LogId, MembershipChangeError> {
+        self.propose_membership_change(change)
+    }
+
+    /// Asks for a snapshot now, whatever the policy says.
+    pub fn trigger_snapshot(&mut self) {
+        self.request_snapshot();
+    }
+
+    /// The runtime built a snapshot of the state machine at `last_included` (an applied
+    /// entry). Returns the full metadata to save with the data: save the snapshot durably
+    /// before carrying out any further output (the next `Persist` may purge the log it covers).
+    pub fn snapshot_built(&mut self, last_included: LogId) -> Result<SnapshotMeta, SnapshotError> {
+        self.record_built_snapshot(last_included)
+    }
+
+    /// The runtime's latest durable snapshot, asked for by `Output::LoadSnapshot`.
+    pub fn snapshot_loaded(&mut self, peer: NodeId, term: Term, snapshot: Snapshot) {
+        self.start_snapshot_send(peer, term, snapshot);
+    }
+
+    /// The runtime installed the snapshot of `Output::InstallSnapshot` and saved it durably.
+    pub fn snapshot_installed(&mut self, meta: SnapshotMeta) {
+        self.finish_snapshot_install(meta);
+    }
+
     /// The runtime made write `id` durable (and with it every earlier write).
     pub fn persisted(&mut self, id: crate::output::WriteId) {
         for envelope in self.durability.on_persisted(id) {
@@ -237,6 +301,7 @@ impl Raft {
     pub fn applied(&mut self, index: LogIndex) {
         assert!(index <= self.apply_requested, "applied {index} beyond what was handed out");
         self.applied = self.applied.max(index);
+        self.maybe_request_snapshot();
     }
 
     /// Drains the outputs of every input since the last call. Call it after each input (or
@@ -261,9 +326,19 @@ impl Raft {
         }
     }
 
-    /// The membership in force.
+    /// The membership in force (the latest appended, committed or not).
     pub fn membership(&self) -> &Membership {
-        &self.membership
+        self.membership.effective()
+    }
+
+    /// The membership in force at the commit index (the last one known committed).
+    pub fn committed_membership(&self) -> &Membership {
+        self.membership.at(self.commit)
+    }
+
+    /// The latest snapshot's metadata.
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
     }
 
     /// The current role.
@@ -304,7 +379,7 @@ impl Raft {
             }
         }
         let applicable = self.commit.min(self.durability.durable_index());
-        if applicable > self.apply_requested {
+        if applicable > self.apply_requested && self.incoming_snapshot.as_ref().is_none_or(|i| !i.handed_out) {
             self.outputs.push(Output::Apply { first: self.apply_requested.next(), last: applicable });
             self.apply_requested = applicable;
         }

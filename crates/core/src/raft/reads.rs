@@ -31,7 +31,7 @@ impl Raft {
         let RoleState::Leader(leader) = &mut self.role else { return };
         let round_sent = leader.reads.round_sent();
         let progress = &leader.progress;
-        let confirmed = self.membership.quorum().committed_value(|voter: NodeId| {
+        let confirmed = self.membership.effective().quorum().committed_value(|voter: NodeId| {
             if voter == id { Some(round_sent) } else { progress.get(&voter).map(|p| p.read_round) }
         });
         for (id, index) in leader.reads.confirm(confirmed, lease_ticks) {

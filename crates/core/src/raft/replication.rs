@@ -26,6 +26,7 @@ impl Raft {
                 leader.transfer = None;
             }
         }
+        self.tick_snapshot_sends();
         if self.election_elapsed >= election_timeout {
             self.election_elapsed = 0;
             let quorum_active = self.check_quorum();
@@ -44,11 +45,16 @@ impl Raft {
     /// Appends an entry of this leader's term and schedules replication to every peer.
     pub(super) fn append_as_leader(&mut self, payload: EntryPayload) -> LogId {
         let log_id = LogId { term: self.term, index: self.log.last().index.next() };
+        let is_membership = matches!(payload, EntryPayload::Membership(_));
         let entry = Entry { log_id, payload };
         self.log.append(std::slice::from_ref(&entry));
         self.durability.stage_append(std::slice::from_ref(&entry));
+        self.membership.on_append(std::slice::from_ref(&entry));
         let RoleState::Leader(leader) = &mut self.role else { unreachable!("only a leader appends") };
         leader.needs_append = leader.progress.keys().copied().collect();
+        if is_membership {
+            self.sync_progress_with_membership();
+        }
         log_id
     }
 
@@ -64,12 +70,12 @@ impl Raft {
         if start_round {
             self.broadcast_heartbeat(false);
         }
-        if self.membership.peers_of(self.id).is_empty() {
+        if self.membership.effective().peers_of(self.id).is_empty() {
             self.maybe_commit();
         }
     }
 
-    fn schedule_append(&mut self, peer: NodeId) {
+    pub(super) fn schedule_append(&mut self, peer: NodeId) {
         if let RoleState::Leader(leader) = &mut self.role
             && !leader.needs_append.contains(&peer)
         {
@@ -90,9 +96,8 @@ impl Raft {
             }
             let next = progress.next;
             let Some(prev_term) = self.log.term_at(next.prev()) else {
-                // The entry before `next` was purged: only a snapshot can catch this peer up,
-                // and log compaction does not exist yet, so this cannot happen today.
-                debug_assert!(false, "replication needs a purged entry {}", next.prev());
+                // The entry before `next` was purged: only a snapshot can catch this peer up.
+                self.request_snapshot_for(peer);
                 return;
             };
             let prev_log_id = LogId { term: prev_term, index: next.prev() };
@@ -173,6 +178,12 @@ impl Raft {
                 prev = entries[skip - 1].log_id;
                 entries.drain(..skip);
             }
+            if prev.index <= self.commit && entries.is_empty() {
+                // All of it is in our committed prefix (perhaps already compacted away).
+                let outcome = AppendOutcome::Success { matched: prev.index };
+                self.send(from, Message::AppendResponse { term, outcome }, Dependency::Log);
+                return;
+            }
         }
         if !self.log.contains(prev) {
             let outcome = AppendOutcome::Conflict { rejected: prev_log_id.index, hint: self.log.conflict_hint(prev) };
@@ -187,9 +198,11 @@ impl Raft {
                 assert!(from_index > self.commit, "a committed entry at {from_index} would be overwritten");
                 self.log.truncate(from_index);
                 self.durability.stage_truncate(from_index);
+                self.membership.on_truncate(from_index);
             }
             self.log.append(new_entries);
             self.durability.stage_append(new_entries);
+            self.membership.on_append(new_entries);
         }
         // Only entries verified to match the leader's may become committed here.
         let commit = leader_commit.min(matched);
@@ -201,7 +214,7 @@ impl Raft {
     }
 
     /// Accepts `leader` as the leader of the current term.
-    fn follow(&mut self, leader: NodeId) {
+    pub(super) fn follow(&mut self, leader: NodeId) {
         if !matches!(self.role, RoleState::Follower) || self.leader != Some(leader) {
             assert!(!self.is_leader(), "two leaders in term {}", self.term);
             self.become_follower(self.term, Some(leader));
@@ -287,12 +300,13 @@ impl Raft {
         let acked = |voter: NodeId| {
             if voter == id { Some(own.0) } else { progress.get(&voter).map(|p| p.matched.0) }
         };
-        let candidate = LogIndex(self.membership.quorum().committed_value(acked));
+        let candidate = LogIndex(self.membership.effective().quorum().committed_value(acked));
         // Raft Figure 8: counting replicas commits only entries of the current term;
         // earlier entries are committed with them, never on their own.
         if candidate > self.commit && self.log.term_at(candidate) == Some(self.term) {
             self.commit = candidate;
             self.on_commit_advanced();
+            self.advance_membership();
         }
     }
 }

@@ -24,7 +24,7 @@ impl Raft {
         if target == self.id {
             return Ok(());
         }
-        if !self.membership.is_voter(target) {
+        if !self.membership.effective().is_voter(target) {
             return Err(TransferError::NotAVoter(target));
         }
         leader.transfer = Some(Transfer { target, elapsed: 0, timeout_now_sent: false });
@@ -54,7 +54,7 @@ impl Raft {
     }
 
     pub(super) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.membership.is_voter(self.id) && !self.is_leader() {
+        if self.membership.effective().is_voter(self.id) && !self.is_leader() {
             debug_assert!(self.leader.is_none_or(|leader| leader == from));
             self.campaign(true);
         }

@@ -3,6 +3,8 @@
 
 mod inflights;
 mod progress;
+mod snapshot_send;
 
 pub(crate) use inflights::Inflights;
 pub(crate) use progress::{Progress, ProgressState};
+pub(crate) use snapshot_send::{SnapshotSend, SnapshotTick};

@@ -13,6 +13,8 @@ use crate::types::LogIndex;
 pub(crate) enum ProgressState {
     Probe,
     Replicate,
+    /// The peer needs entries the leader purged: it is sent a snapshot instead.
+    Snapshot,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     /// The highest read round this peer confirmed.
     pub(crate) read_round: u64,
+    /// The snapshot being sent, in Snapshot state once the runtime handed it over.
+    pub(crate) snapshot_send: Option<super::SnapshotSend>,
     /// `matched` when the previous heartbeat response arrived.
     matched_at_last_heartbeat: LogIndex,
     /// Consecutive heartbeat responses without progress while behind.
@@ -46,6 +50,7 @@ impl Progress {
             inflights,
             recent_active: true,
             read_round: 0,
+            snapshot_send: None,
             matched_at_last_heartbeat: LogIndex(0),
             stalled_heartbeats: 0,
         }
@@ -57,6 +62,7 @@ impl Progress {
             && match self.state {
                 ProgressState::Probe => !self.probe_sent,
                 ProgressState::Replicate => !self.inflights.is_full(),
+                ProgressState::Snapshot => false,
             }
     }
 
@@ -70,7 +76,35 @@ impl Progress {
                     self.next = last.next();
                 }
             }
+            ProgressState::Snapshot => debug_assert!(false, "no appends while a snapshot is sent"),
         }
+    }
+
+    /// Starts sending a snapshot: appends stop until the peer reports it installed.
+    pub(crate) fn become_snapshot(&mut self) {
+        self.state = ProgressState::Snapshot;
+        self.inflights.clear();
+        self.probe_sent = false;
+        self.snapshot_send = None;
+    }
+
+    /// A snapshot transfer gave up: probe again (which finds the purge and starts afresh).
+    pub(crate) fn abandon_snapshot(&mut self) {
+        self.snapshot_send = None;
+        self.loading = false;
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.next = self.matched.next();
+    }
+
+    /// The peer holds everything up to `last_included`: resume appends after it.
+    pub(crate) fn snapshot_done(&mut self, last_included: LogIndex) {
+        self.snapshot_send = None;
+        self.loading = false;
+        self.matched = self.matched.max(last_included);
+        self.next = self.matched.next();
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
     }
 
     /// The follower matched up to `matched`. Returns whether anything moved forward.
@@ -87,6 +121,7 @@ impl Progress {
                 self.inflights.clear();
             }
             ProgressState::Replicate => self.inflights.free_up_to(matched),
+            ProgressState::Snapshot => {}
         }
         advanced
     }
@@ -97,6 +132,7 @@ impl Progress {
         let stale = match self.state {
             ProgressState::Replicate => rejected <= self.matched,
             ProgressState::Probe => rejected != self.next.prev(),
+            ProgressState::Snapshot => true,
         };
         if stale {
             return false;

@@ -1,7 +1,8 @@
 use std::ops::RangeInclusive;
 
-use super::StorageError;
-use crate::types::{Entry, HardState, LogId, LogIndex, Term};
+use super::{SnapshotMeta, StorageError};
+use crate::membership::Membership;
+use crate::types::{Entry, EntryPayload, HardState, LogId, LogIndex, Term};
 
 /// The replicated log and the hard state of one node.
 ///
@@ -79,11 +80,16 @@ pub struct RecoveredLog {
     pub term_starts: Vec<LogId>,
     /// The last log id.
     pub last_log_id: LogId,
+    /// Every membership entry in the log, in order (the latest one is in force).
+    pub memberships: Vec<(LogId, Membership)>,
+    /// The latest durable snapshot's metadata; `read` leaves it `None`: the runtime, which
+    /// stores snapshots, fills it in.
+    pub snapshot: Option<SnapshotMeta>,
 }
 
 impl RecoveredLog {
-    /// Reads the shape of a log: one `term_of` probe per term boundary (binary search), so a
-    /// long log with few terms is cheap to open.
+    /// Reads the shape of a log: one `term_of` probe per term boundary (binary search), and
+    /// one pass over the entries for membership entries (the log is bounded by compaction).
     pub fn read(store: &impl LogStore) -> Result<RecoveredLog, StorageError> {
         let hard_state = store.hard_state()?;
         let last_purged = store.last_purged()?;
@@ -105,7 +111,25 @@ impl RecoveredLog {
             }
             start = LogIndex(low + 1);
         }
+        let mut memberships = Vec::new();
+        let mut next = last_purged.index.next();
+        while next <= last_log_id.index {
+            let last = LogIndex(next.0.saturating_add(1023).min(last_log_id.index.0));
+            for entry in store.entries(next..=last)? {
+                if let EntryPayload::Membership(membership) = entry.payload {
+                    memberships.push((entry.log_id, membership));
+                }
+            }
+            next = last.next();
+        }
         let commit = hard_state.commit.min(last_log_id.index);
-        Ok(RecoveredLog { hard_state: HardState { commit, ..hard_state }, last_purged, term_starts, last_log_id })
+        Ok(RecoveredLog {
+            hard_state: HardState { commit, ..hard_state },
+            last_purged,
+            term_starts,
+            last_log_id,
+            memberships,
+            snapshot: None,
+        })
     }
 }
