@@ -64,6 +64,7 @@ pub mod config;
 mod durability;
 mod log;
 pub mod membership;
+mod membership_log;
 pub mod message;
 pub mod output;
 pub mod quorum;
@@ -75,9 +76,12 @@ pub mod storage;
 pub mod testing;
 pub mod types;
 
-pub use config::{Config, ConfigError, LeaseReadConfig};
+pub use config::{Config, ConfigError, LeaseReadConfig, SnapshotPolicy};
 pub use membership::{Membership, MembershipError};
-pub use message::{AppendOutcome, ConflictHint, Envelope, Message};
-pub use output::{Output, PersistRequest, ProposeError, ReadError, ReadId, ReadPolicy, Role, TransferError, WriteId};
+pub use message::{AppendOutcome, ConflictHint, Envelope, Message, SnapshotOutcome};
+pub use output::{
+    MembershipChange, MembershipChangeError, Output, PersistRequest, ProposeError, ReadError, ReadId, ReadPolicy, Role,
+    SnapshotError, TransferError, WriteId,
+};
 pub use raft::{Raft, Status};
 pub use types::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Term};
