@@ -1,0 +1,179 @@
+//! The sled state store.
+//!
+//! # Layout
+//! One sled database in `state.sled/`, one tree: key `k` + the state machine's key holds
+//! its value byte for byte; `mformat` and `mapplied` hold the format stamp and the
+//! applied log id (in the core's checksummed codec).
+//!
+//! # Durability
+//! Every `write_batch` and `import` is one sled `Batch` (applied atomically, across
+//! crashes too) followed by `flush`, which fsyncs: when it returns, the writes and the
+//! applied id are durable together.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use d_engine_core::LogId;
+use d_engine_core::storage::{StateStore, StateWrite, StorageError, codec, decode_export, encode_export};
+
+use crate::database;
+use crate::directory;
+use crate::error::{self, corrupt, poisoned};
+use crate::format::{self, StoreKind};
+
+const PAIR_PREFIX: u8 = b'k';
+const APPLIED_KEY: &[u8] = b"mapplied";
+
+fn pair_key(key: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(1 + key.len());
+    stored.push(PAIR_PREFIX);
+    stored.extend_from_slice(key);
+    stored
+}
+
+/// A [`StateStore`] in a sled database, `state.sled/`, inside a directory of its own.
+///
+/// Each batch and each import is one atomic sled batch, flushed before it returns.
+pub struct SledStateStore {
+    db: sled::Db,
+    path: PathBuf,
+    applied: LogId,
+    failure: Option<String>,
+}
+
+impl SledStateStore {
+    /// Opens the state store in directory `dir`, creating the directory and an empty
+    /// store if there is none.
+    ///
+    /// Errors, each naming the path: `Io` when `dir` is a file or cannot be created or
+    /// read, or the database is open in another process; `Corrupt` when sled finds its
+    /// files damaged, or the store belongs to another adapter or kind, has a format
+    /// version this build does not know, or the applied id fails its checksum.
+    pub fn open(dir: impl AsRef<Path>) -> Result<SledStateStore, StorageError> {
+        let location = directory::prepare(dir.as_ref(), "state.sled", "state.redb")?;
+        let path = location.path;
+        let db = database::open(&path)?;
+        format::stamp_or_check(&db, &path, StoreKind::State, location.existed)?;
+        let applied = match db.get(APPLIED_KEY).map_err(|error| error::database(&path, "read applied id", error))? {
+            Some(bytes) => {
+                codec::decode_log_id(&bytes).map_err(|error| corrupt(&path, format!("applied id: {error}")))?
+            }
+            None => LogId::default(),
+        };
+        Ok(SledStateStore { db, path, applied, failure: None })
+    }
+
+    /// The sled database directory, `<dir>/state.sled`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn usable(&self) -> Result<(), StorageError> {
+        match &self.failure {
+            Some(cause) => Err(poisoned(&self.path, cause)),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `batch` with the applied id, and flushes. A failure poisons the store.
+    fn commit(&mut self, mut batch: sled::Batch, applied: LogId) -> Result<(), StorageError> {
+        batch.insert(APPLIED_KEY, &codec::encode_log_id(applied)[..]);
+        let result = self
+            .db
+            .apply_batch(batch)
+            .and_then(|()| self.db.flush())
+            .map_err(|error| error::database(&self.path, "commit batch", error));
+        match result {
+            Ok(_) => {
+                self.applied = applied;
+                Ok(())
+            }
+            Err(error) => {
+                self.failure = Some(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Every stored pair key (with its prefix).
+    fn pair_keys(&self) -> Result<Vec<sled::IVec>, StorageError> {
+        self.db
+            .scan_prefix([PAIR_PREFIX])
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|error| error::database(&self.path, "scan", error))
+    }
+}
+
+impl StateStore for SledStateStore {
+    fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        self.usable()?;
+        if !applied.is_at_least_as_up_to_date_as(&self.applied) {
+            return Err(StorageError::Misuse(format!(
+                "a batch applied at {applied} cannot follow one applied at {}",
+                self.applied
+            )));
+        }
+        // A sled batch keeps the last change of each key, which is "in order".
+        let mut batch = sled::Batch::default();
+        for write in writes {
+            match write {
+                StateWrite::Put { key, value } => batch.insert(pair_key(key), &value[..]),
+                StateWrite::Delete { key } => batch.remove(pair_key(key)),
+            }
+        }
+        self.commit(batch, applied)
+    }
+
+    fn applied(&self) -> Result<LogId, StorageError> {
+        self.usable()?;
+        Ok(self.applied)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        self.usable()?;
+        let value = self.db.get(pair_key(key)).map_err(|error| error::database(&self.path, "get", error))?;
+        Ok(value.map(|value| Bytes::copy_from_slice(&value)))
+    }
+
+    fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        self.usable()?;
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Vec::new());
+        }
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let upper = end.map_or(Bound::Excluded(vec![PAIR_PREFIX + 1]), |end| Bound::Excluded(pair_key(end)));
+        let mut found = Vec::new();
+        for item in self.db.range::<Vec<u8>, _>((Bound::Included(pair_key(start)), upper)).take(limit) {
+            let (key, value) = item.map_err(|error| error::database(&self.path, "range", error))?;
+            found.push((Bytes::copy_from_slice(&key[1..]), Bytes::copy_from_slice(&value)));
+        }
+        Ok(found)
+    }
+
+    fn export(&self) -> Result<Bytes, StorageError> {
+        let pairs = self.range(b"", None, 0)?;
+        Ok(encode_export(self.applied, &pairs))
+    }
+
+    fn import(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        self.usable()?;
+        // Decode fully first: malformed data must change nothing.
+        let (applied, pairs) = decode_export(data)?;
+        let mut batch = sled::Batch::default();
+        for key in self.pair_keys()? {
+            batch.remove(key);
+        }
+        for (key, value) in &pairs {
+            batch.insert(pair_key(key), &value[..]);
+        }
+        self.commit(batch, applied)
+    }
+}
+
+impl std::fmt::Debug for SledStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStateStore").field("path", &self.path).field("applied", &self.applied).finish()
+    }
+}
