@@ -316,19 +316,23 @@ impl Checker {
         history.last_role = None;
     }
 
-    /// Every committed entry must sit on a quorum (of `membership`) of durable logs or
-    /// durable snapshots.
-    pub fn committed_entries_survive(&self, nodes: &[SimNode], membership: &Membership) -> Verdict {
-        let quorum = membership.quorum();
-        for committed in self.committed.iter().rev().take(64) {
+    /// Every committed entry must sit on a quorum of durable logs or durable snapshots: a
+    /// quorum of the committed membership, or of the newest appended one (which a leader uses
+    /// as soon as it appends it; voter changes go through a joint configuration, so entries
+    /// committed under either are on a quorum of one of the two).
+    pub fn committed_entries_survive(&self, nodes: &[SimNode], committed: &Membership, newest: &Membership) -> Verdict {
+        let (quorum, newest_quorum) = (committed.quorum(), newest.quorum());
+        for entry in self.committed.iter().rev().take(64) {
             let holds = |node: &SimNode| {
-                node.snapshot_index() >= committed.index
-                    || node.store().durable_log_id(committed.index) == Some(*committed)
+                node.snapshot_index() >= entry.index || node.store().durable_log_id(entry.index) == Some(*entry)
             };
             let holders: Vec<NodeId> = nodes.iter().filter(|node| holds(node)).map(|node| node.id()).collect();
-            if quorum.vote_result(|voter| Some(holders.contains(&voter))) != VoteResult::Won {
+            let held_by = |q: &d_engine_core::quorum::JointConfig| {
+                q.vote_result(|voter| Some(holders.contains(&voter))) == VoteResult::Won
+            };
+            if !held_by(&quorum) && !held_by(&newest_quorum) {
                 return Err(format!(
-                    "committed entry {committed} is durable only on {holders:?}, not on a quorum of {membership:?}"
+                    "committed entry {entry} is durable only on {holders:?}, not on a quorum of {committed:?} or {newest:?}"
                 ));
             }
         }

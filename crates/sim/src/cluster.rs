@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use bytes::Bytes;
 use d_engine_core::{
-    Config, Envelope, LogId, Membership, NodeId, ProposeError, ReadPolicy, Role, Status, TransferError, WriteId,
+    Config, Envelope, LogId, LogIndex, Membership, MembershipChange, MembershipChangeError, NodeId, ProposeError,
+    ReadPolicy, Role, Status, TransferError, WriteId,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,6 +42,9 @@ pub struct SimConfig {
     pub read_policy: ReadPolicy,
     /// Client load, if any.
     pub workload: Option<WorkloadConfig>,
+    /// Extra node ids (after the voters) that exist but never ran: they join through
+    /// membership changes.
+    pub spare_nodes: usize,
     /// How to replay this run, printed with any failure (the swarm sets its command line).
     pub replay: String,
 }
@@ -58,6 +62,7 @@ impl SimConfig {
             disk_latency_us: (50, 500),
             read_policy: ReadPolicy::ReadIndex,
             workload: None,
+            spare_nodes: 0,
             replay: format!("rerun the test: the run is determined by seed {seed}"),
         }
     }
@@ -128,8 +133,12 @@ pub struct Cluster {
     append_conflicts_sent: u64,
     /// Replies to requests a test sent itself with `client_request` (no workload).
     replies: Vec<(OpRef, Reply)>,
-    /// The newest membership known committed (from the node with the highest commit index).
+    /// The newest membership known committed: the one in force at the highest commit index
+    /// any node ever reported (with that index).
     committed_membership: Membership,
+    /// The newest membership appended on that node.
+    newest_membership: Membership,
+    highest_commit: LogIndex,
 }
 
 impl Cluster {
@@ -137,19 +146,25 @@ impl Cluster {
     pub fn new(config: SimConfig) -> Cluster {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let membership = Membership::with_voters(1..=config.nodes as u64).expect("at least one node");
-        let nodes: Vec<SimNode> = (0..config.nodes)
+        let nodes: Vec<SimNode> = (0..config.nodes + config.spare_nodes)
             .map(|i| {
                 let id = NodeId(i as u64 + 1);
-                SimNode::new(id, config.raft.clone(), membership.clone(), config.read_policy, rng.random())
+                if i < config.nodes {
+                    SimNode::new(id, config.raft.clone(), membership.clone(), config.read_policy, rng.random())
+                } else {
+                    SimNode::unstarted(id, config.raft.clone(), membership.clone(), config.read_policy)
+                }
             })
             .collect();
-        let workload = config.workload.clone().map(|w| Workload::new(w, config.nodes, &mut rng));
+        let workload = config.workload.clone().map(|w| Workload::new(w, config.nodes + config.spare_nodes, &mut rng));
         let mut cluster = Cluster {
             network: Network::new(config.network.clone()),
-            disks: (0..config.nodes).map(|_| Disk { free_at: 0, slow_factor: 1 }).collect(),
-            paused: (0..config.nodes).map(|_| None).collect(),
+            disks: (0..config.nodes + config.spare_nodes).map(|_| Disk { free_at: 0, slow_factor: 1 }).collect(),
+            paused: (0..config.nodes + config.spare_nodes).map(|_| None).collect(),
             checker: Checker::new(),
             committed_membership: membership.clone(),
+            newest_membership: membership.clone(),
+            highest_commit: LogIndex(0),
             nodes,
             rng,
             now: 0,
@@ -162,7 +177,7 @@ impl Cluster {
             replies: Vec::new(),
             config,
         };
-        for i in 0..cluster.config.nodes {
+        for i in 0..cluster.nodes.len() {
             let phase = cluster.rng.random_range(0..cluster.config.tick_us);
             cluster.schedule(phase, Event::Tick(i));
         }
@@ -227,8 +242,9 @@ impl Cluster {
                 (None, _) => "down".to_string(),
                 (Some(core), paused) => {
                     let s = core.status();
+                    let m = core.membership();
                     format!(
-                        "{:?} {} vote {:?} leader {:?} commit {} applied {} last {} durable {}{}",
+                        "{:?} {} vote {:?} leader {:?} commit {} applied {} last {} durable {} voters {:?}/{:?} learners {:?} snapshot {:?}{}",
                         s.role,
                         s.term,
                         s.vote,
@@ -237,6 +253,10 @@ impl Cluster {
                         s.applied,
                         s.last_log_id,
                         s.durable_index,
+                        m.incoming(),
+                        m.outgoing(),
+                        m.learners(),
+                        core.snapshot_meta().map(|meta| meta.last_included),
                         if paused { " (paused)" } else { "" }
                     )
                 }
@@ -309,13 +329,14 @@ impl Cluster {
         self.nodes[i].crash();
         self.paused[i] = None;
         self.checker.on_restart(&self.nodes[i]);
-        let verdict = self.checker.committed_entries_survive(&self.nodes, &self.committed_membership);
+        let verdict =
+            self.checker.committed_entries_survive(&self.nodes, &self.committed_membership, &self.newest_membership);
         self.verdict(verdict);
     }
 
-    /// Restarts a crashed node `i` from its durable state.
+    /// Restarts a crashed node `i` from its durable state (a node that never ran stays down).
     pub fn restart(&mut self, i: usize) {
-        if self.nodes[i].is_up() {
+        if self.nodes[i].is_up() || !self.nodes[i].ever_started() {
             return;
         }
         let seed = self.rng.random();
@@ -355,6 +376,35 @@ impl Cluster {
         let (result, effects) = self.nodes[i].propose(command);
         self.handle_effects(i, effects);
         result
+    }
+
+    /// Proposes a membership change on node `i`. Adding a learner that never ran also starts
+    /// it, with the membership that adds it.
+    pub fn change_membership(&mut self, i: usize, change: MembershipChange) -> Result<LogId, MembershipChangeError> {
+        if self.paused[i].is_some() {
+            return Err(MembershipChangeError::NotLeader { leader: None });
+        }
+        let (result, effects) = self.nodes[i].change_membership(change.clone());
+        self.handle_effects(i, effects);
+        if let (Ok(_), MembershipChange::AddLearner(id)) = (&result, &change) {
+            let new = id.0 as usize - 1;
+            if new < self.nodes.len() && !self.nodes[new].ever_started() {
+                let membership = self.nodes[i].core().expect("the leader runs").membership().clone();
+                self.nodes[new].set_bootstrap_membership(membership);
+                let seed = self.rng.random();
+                let effects = self.nodes[new].start(seed);
+                self.handle_effects(new, effects);
+            }
+        }
+        result
+    }
+
+    /// Asks node `i` for a snapshot now.
+    pub fn trigger_snapshot(&mut self, i: usize) {
+        if self.paused[i].is_none() {
+            let effects = self.nodes[i].trigger_snapshot();
+            self.handle_effects(i, effects);
+        }
     }
 
     /// Asks node `i` to hand leadership to node `target`.
@@ -427,7 +477,7 @@ impl Cluster {
     /// be durable on a quorum, and the history must be linearizable. Returns the number of
     /// operations checked.
     pub fn finish(&mut self, budget_per_key: u64) -> Result<usize, String> {
-        self.checker.committed_entries_survive(&self.nodes, &self.committed_membership)?;
+        self.checker.committed_entries_survive(&self.nodes, &self.committed_membership, &self.newest_membership)?;
         let Some(workload) = &mut self.workload else { return Ok(0) };
         workload.finish();
         let history = workload.history();
@@ -491,6 +541,13 @@ impl Cluster {
                 }
             }
             Event::ClientArrive { node, op, request } => {
+                if !self.nodes[node].is_up() {
+                    // Nothing listens on a stopped node's port: the client is refused at once.
+                    if let Some(delay) = self.client_link_delay() {
+                        self.schedule(delay, Event::ClientReply { op, reply: Reply::NotLeader(None) });
+                    }
+                    return;
+                }
                 let effects = self.nodes[node].client_request(op, request);
                 self.handle_effects(node, effects);
             }
@@ -542,9 +599,11 @@ impl Cluster {
         let verdict = self.checker.after_step(&mut self.nodes[i]);
         self.verdict(verdict);
         if let Some(core) = self.nodes[i].core()
-            && self.nodes.iter().filter_map(|n| n.core()).all(|other| other.status().commit <= core.status().commit)
+            && core.status().commit > self.highest_commit
         {
+            self.highest_commit = core.status().commit;
             self.committed_membership = core.committed_membership().clone();
+            self.newest_membership = core.membership().clone();
         }
         for effect in effects {
             match effect {
@@ -592,8 +651,11 @@ impl Cluster {
     fn verdict(&self, verdict: Result<(), String>) {
         if let Err(violation) = verdict {
             panic!(
-                "[seed {}] invariant violated at t={}us: {violation}\nreplay: {}",
-                self.config.seed, self.now, self.config.replay
+                "[seed {}] invariant violated at t={}us: {violation}\nreplay: {}\n{}",
+                self.config.seed,
+                self.now,
+                self.config.replay,
+                self.describe()
             );
         }
     }

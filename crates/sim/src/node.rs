@@ -93,7 +93,15 @@ pub struct SimNode {
 impl SimNode {
     /// A fresh node with an empty log.
     pub fn new(id: NodeId, config: Config, membership: Membership, read_policy: ReadPolicy, seed: u64) -> SimNode {
-        let mut node = SimNode {
+        let mut node = SimNode::unstarted(id, config, membership, read_policy);
+        node.start(seed);
+        node
+    }
+
+    /// A node that has never run: a spare id for membership changes. `start` it with the
+    /// membership that adds it.
+    pub fn unstarted(id: NodeId, config: Config, membership: Membership, read_policy: ReadPolicy) -> SimNode {
+        SimNode {
             id,
             config,
             membership,
@@ -107,9 +115,18 @@ impl SimNode {
             reads_unconfirmed: BTreeMap::new(),
             reads_waiting_apply: Vec::new(),
             observations: Observations::default(),
-        };
-        node.start(seed);
-        node
+        }
+    }
+
+    /// Whether the node ever ran.
+    pub fn ever_started(&self) -> bool {
+        self.incarnation > 0
+    }
+
+    /// Sets the membership a node that never ran starts with.
+    pub fn set_bootstrap_membership(&mut self, membership: Membership) {
+        assert!(!self.ever_started(), "only a node that never ran takes a bootstrap membership");
+        self.membership = membership;
     }
 
     /// The node's id.

@@ -5,7 +5,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use d_engine_core::{LeaseReadConfig, ReadPolicy, SnapshotPolicy};
+use d_engine_core::{LeaseReadConfig, MembershipChange, NodeId, ReadPolicy, SnapshotPolicy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,9 +39,14 @@ pub enum Fault {
     SlowDisk,
     /// Ask the leader to hand leadership to a random node.
     Transfer,
+    /// Change the membership: add a learner, promote one, remove or replace a voter, or set
+    /// the voters (between 3 and 7 of them); removed nodes keep running.
+    Membership,
+    /// Ask a random node to snapshot now.
+    Snapshot,
 }
 
-const ALL_FAULTS: [Fault; 11] = [
+const ALL_FAULTS: [Fault; 13] = [
     Fault::Crash,
     Fault::Pause,
     Fault::Partition,
@@ -53,6 +58,8 @@ const ALL_FAULTS: [Fault; 11] = [
     Fault::Unreliable,
     Fault::SlowDisk,
     Fault::Transfer,
+    Fault::Membership,
+    Fault::Snapshot,
 ];
 
 /// Virtual time of the fault phase.
@@ -116,6 +123,10 @@ impl SeedPlan {
         let mut faults: Vec<Fault> = ALL_FAULTS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
         if faults.is_empty() {
             faults.push(ALL_FAULTS[rng.random_range(0..ALL_FAULTS.len())]);
+        }
+        if faults.contains(&Fault::Membership) {
+            config.spare_nodes = 9 - nodes;
+            config.replay = format!("cargo xtask sim --seed {seed} --nodes {nodes}");
         }
         SeedPlan { config, faults }
     }
@@ -240,6 +251,8 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
             cluster.run_for(rng.random_range(0..30_000));
             cluster.restart(i);
         }
+        Fault::Membership => change_membership(cluster, rng),
+        Fault::Snapshot => cluster.trigger_snapshot(pick(rng)),
         Fault::Unreliable => {
             let config = if rng.random_bool(0.5) { NetworkConfig::unreliable() } else { NetworkConfig::reliable() };
             cluster.network().set_config(config);
@@ -256,6 +269,37 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
             }
         }
     }
+}
+
+/// One random membership change on the leader; refusals (a change in flight, a learner
+/// still behind, ...) are part of the test.
+fn change_membership(cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
+    let Some(leader) = cluster.leader() else { return };
+    let membership = cluster.node(leader).core().expect("the leader runs").membership().clone();
+    let voters: Vec<NodeId> = membership.incoming().iter().copied().collect();
+    let learners: Vec<NodeId> = membership.learners().iter().copied().collect();
+    let spare: Vec<NodeId> =
+        (0..cluster.len()).filter(|i| !cluster.node(*i).ever_started()).map(|i| NodeId(i as u64 + 1)).collect();
+    let any = |ids: &[NodeId], rng: &mut ChaCha8Rng| ids[rng.random_range(0..ids.len())];
+    let change = match rng.random_range(0..5) {
+        0 if !spare.is_empty() => MembershipChange::AddLearner(spare[0]),
+        1 if !learners.is_empty() && voters.len() < 7 => MembershipChange::Promote(any(&learners, rng)),
+        2 if voters.len() > 3 || !learners.is_empty() => {
+            let pool = if voters.len() > 3 { &voters } else { &learners };
+            MembershipChange::Remove(any(pool, rng))
+        }
+        3 if !learners.is_empty() => MembershipChange::Replace { remove: any(&voters, rng), add: any(&learners, rng) },
+        4 => {
+            let mut pool: Vec<NodeId> = voters.iter().chain(&learners).copied().collect();
+            for k in (1..pool.len()).rev() {
+                pool.swap(k, rng.random_range(0..=k));
+            }
+            let size = rng.random_range(3..=7).min(pool.len());
+            MembershipChange::ChangeVoters(pool.into_iter().take(size).collect())
+        }
+        _ => return,
+    };
+    let _ = cluster.change_membership(leader, change);
 }
 
 /// Undoes one fault at random, so that the cluster has healthy stretches between faults.

@@ -93,10 +93,10 @@ impl Raft {
     }
 
     pub(super) fn handle_vote_request(&mut self, from: NodeId, term: Term, last_log_id: LogId, pre_vote: bool) {
+        // A learner answers too: it may have been promoted by an entry it has not received
+        // yet, and the candidate counts only the votes of its own configuration's voters.
         let log_ok = last_log_id.is_at_least_as_up_to_date_as(&self.log.last());
-        let voter = self.membership.effective().is_voter(self.id);
-        let granted = voter
-            && log_ok
+        let granted = log_ok
             && if pre_vote {
                 term > self.term
             } else {

@@ -368,7 +368,14 @@ impl Raft {
     /// the runtime must see them: the write, then the messages (released or held behind it),
     /// then applies, reads and role changes.
     fn flush(&mut self) {
+        // The write goes first, so that a runtime loading entries for a peer (below) finds
+        // every entry the core appended in its store.
+        let last_index = self.log.last().index;
+        if let Some(write) = self.durability.take_write(self.hard_state(), last_index) {
+            self.outputs.push(Output::Persist(write));
+        }
         self.flush_leader_sends();
+        // Sending may have committed, and so appended (leaving a joint configuration).
         let last_index = self.log.last().index;
         if let Some(write) = self.durability.take_write(self.hard_state(), last_index) {
             self.outputs.push(Output::Persist(write));

@@ -153,7 +153,12 @@ impl Raft {
         let next = progress.next;
         let usable = entries.first().is_some_and(|first| first.log_id.index == next)
             && entries.iter().all(|entry| self.log.contains(entry.log_id));
-        if usable && progress.can_send() {
+        if !usable {
+            // Purged or superseded meanwhile: the next answer from the peer retries (a tight
+            // retry here could spin while the store catches up).
+            return;
+        }
+        if progress.can_send() {
             let prev_term = self.log.term_at(next.prev()).expect("the entry before loaded entries is known");
             self.send_entries(peer, LogId { term: prev_term, index: next.prev() }, entries);
         }
