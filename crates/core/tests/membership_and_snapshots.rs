@@ -258,3 +258,26 @@ fn the_leader_snapshots_by_policy_compacts_and_sends_the_snapshot_to_a_peer_behi
         drained.messages_to(3)
     );
 }
+
+#[test]
+fn the_old_voters_alone_never_commit_during_a_joint_change() {
+    let (mut leader, term) = leader(Config { learner_catchup_entries: 10, ..config() });
+    for learner in [4, 5] {
+        let added = leader.raft.change_membership(MembershipChange::AddLearner(NodeId(learner))).unwrap();
+        leader.drain_persisting();
+        for peer in [2, 4, 5] {
+            leader.receive(peer, success(term, added.index.0));
+        }
+        leader.drain_persisting();
+    }
+    let joint = leader.raft.change_membership(MembershipChange::ChangeVoters(ids(&[1, 4, 5]))).unwrap();
+    leader.drain_persisting();
+    for old in [2, 3] {
+        leader.receive(old, success(term, joint.index.0));
+    }
+    leader.drain_persisting();
+    assert!(leader.raft.status().commit < joint.index, "{{1,2,3}} agree, but only n1 of the new voters {{1,4,5}}");
+    leader.receive(4, success(term, joint.index.0));
+    leader.drain_persisting();
+    assert_eq!(leader.raft.status().commit, joint.index, "now a majority of both");
+}
