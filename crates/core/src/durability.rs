@@ -183,15 +183,12 @@ impl Durability {
             }
             self.durable_index = durable.max(self.snapshot_floor);
         }
+        // Held messages are released in order; one queued behind a later write waits for it
+        // too, which only delays it (and keeps this linear in what is released).
         let mut released = Vec::new();
-        self.held.retain(|(write, envelope)| {
-            if *write <= id {
-                released.push(envelope.clone());
-                false
-            } else {
-                true
-            }
-        });
+        while self.held.front().is_some_and(|(write, _)| *write <= id) {
+            released.push(self.held.pop_front().expect("checked non-empty").1);
+        }
         released
     }
 }

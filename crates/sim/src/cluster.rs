@@ -71,7 +71,7 @@ impl SimConfig {
 #[derive(Debug)]
 enum Event {
     Tick(usize),
-    Deliver(Envelope),
+    Deliver(Box<Envelope>),
     DiskDone { node: usize, incarnation: u64, write: WriteId },
     ClientArrive { node: usize, op: OpRef, request: Request },
     ClientReply { op: OpRef, reply: Reply },
@@ -530,7 +530,7 @@ impl Cluster {
             Event::Deliver(envelope) => {
                 let i = envelope.to.0 as usize - 1;
                 if self.network.can_reach(envelope.from, envelope.to) {
-                    let effects = self.nodes[i].receive(envelope);
+                    let effects = self.nodes[i].receive(*envelope);
                     self.handle_effects(i, effects);
                 }
             }
@@ -612,7 +612,7 @@ impl Cluster {
                     self.verdict(verdict);
                     self.count(&envelope);
                     for delay in self.network.deliveries(&mut self.rng, envelope.from, envelope.to) {
-                        self.schedule(delay, Event::Deliver(envelope.clone()));
+                        self.schedule(delay, Event::Deliver(Box::new(envelope.clone())));
                     }
                 }
                 Effect::Persist(write) => {

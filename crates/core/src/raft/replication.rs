@@ -190,7 +190,9 @@ impl Raft {
                 return;
             }
         }
-        if !self.log.contains(prev) {
+        // An index at or below our commit index holds the committed entry, identical to the
+        // leader's, even when our log no longer has it (compacted into a snapshot).
+        if prev.index > self.commit && !self.log.contains(prev) {
             let outcome = AppendOutcome::Conflict { rejected: prev_log_id.index, hint: self.log.conflict_hint(prev) };
             self.send(from, Message::AppendResponse { term, outcome }, Dependency::HardState);
             return;
