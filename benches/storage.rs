@@ -1,0 +1,123 @@
+//! Append + sync throughput of each log store, next to the physical limit of the disk.
+//!
+//! Every iteration appends one batch of 256-byte entries and syncs it: 1, 16 or 256
+//! entries per sync, the range a group-committing runtime sees from one client to many.
+//! `raw_fdatasync` appends the same payload bytes to a plain file and calls `fdatasync`
+//! (`File::sync_data`); every sync also commits the file's new length to the file
+//! system's journal. `raw_fdatasync_preallocated` overwrites a file whose blocks were
+//! written beforehand, so `fdatasync` flushes data only: the physical limit of the
+//! disk. A store that writes into space it allocated earlier (sled's segments, redb's
+//! pages) can approach the second; none can beat it.
+//!
+//! ```sh
+//! cargo bench -p d-engine-benches --bench storage -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::fs::File;
+use std::hint::black_box;
+use std::io::{Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use d_engine_core::storage::LogStore;
+use d_engine_core::{Entry, EntryPayload, LogId};
+use d_engine_memory::MemLogStore;
+use d_engine_redb::RedbLogStore;
+use d_engine_sled::SledLogStore;
+
+const PAYLOAD_BYTES: usize = 256;
+const BATCHES: [usize; 3] = [1, 16, 256];
+/// Stores purge their prefix every this many entries, so memory and files stay bounded.
+const PURGE_EVERY_ENTRIES: u64 = 100_000;
+/// The size of the preallocated raw file; writes wrap around inside it.
+const PREALLOCATED_BYTES: u64 = 16 << 20;
+
+/// Appends batches of `batch` entries with consecutive indices and syncs each one.
+struct Writer<S> {
+    store: S,
+    next: u64,
+    purged: u64,
+    payload: Bytes,
+}
+
+impl<S: LogStore> Writer<S> {
+    fn new(store: S) -> Writer<S> {
+        Writer { store, next: 1, purged: 0, payload: Bytes::from(vec![0xab; PAYLOAD_BYTES]) }
+    }
+
+    fn append_and_sync(&mut self, batch: usize) {
+        let entries: Vec<Entry> = (self.next..self.next + batch as u64)
+            .map(|index| Entry { log_id: LogId::new(1, index), payload: EntryPayload::Command(self.payload.clone()) })
+            .collect();
+        self.next += batch as u64;
+        self.store.append(&entries).expect("append");
+        if self.next - self.purged > PURGE_EVERY_ENTRIES {
+            self.purged = self.next - 1 - PURGE_EVERY_ENTRIES / 2;
+            self.store.purge_prefix(LogId::new(1, self.purged)).expect("purge");
+        }
+        self.store.sync().expect("sync");
+    }
+}
+
+/// A file of [`PREALLOCATED_BYTES`] whose blocks are written and synced, positioned at 0.
+fn preallocated_file(path: &std::path::Path) -> File {
+    let mut file = File::create(path).expect("create preallocated file");
+    let chunk = vec![0_u8; 1 << 20];
+    for _ in 0..PREALLOCATED_BYTES / chunk.len() as u64 {
+        file.write_all(&chunk).expect("preallocate");
+    }
+    file.sync_all().expect("sync preallocated file");
+    file.seek(SeekFrom::Start(0)).expect("seek");
+    file
+}
+
+fn append_sync(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_sync");
+    for batch in BATCHES {
+        group.throughput(Throughput::Elements(batch as u64));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut file = File::create(dir.path().join("raw.log")).expect("create raw file");
+        let bytes = vec![0xab_u8; PAYLOAD_BYTES * batch];
+        group.bench_function(BenchmarkId::new("raw_fdatasync", batch), |b| {
+            b.iter(|| {
+                file.write_all(black_box(&bytes)).expect("write");
+                file.sync_data().expect("fdatasync");
+            })
+        });
+
+        let mut file = preallocated_file(&dir.path().join("preallocated.log"));
+        let mut offset = 0;
+        group.bench_function(BenchmarkId::new("raw_fdatasync_preallocated", batch), |b| {
+            b.iter(|| {
+                if offset + bytes.len() as u64 > PREALLOCATED_BYTES {
+                    offset = 0;
+                    file.seek(SeekFrom::Start(0)).expect("seek");
+                }
+                file.write_all(black_box(&bytes)).expect("write");
+                file.sync_data().expect("fdatasync");
+                offset += bytes.len() as u64;
+            })
+        });
+
+        let mut memory = Writer::new(MemLogStore::new());
+        group.bench_function(BenchmarkId::new("memory", batch), |b| b.iter(|| memory.append_and_sync(batch)));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut redb = Writer::new(RedbLogStore::open(dir.path()).expect("open redb"));
+        group.bench_function(BenchmarkId::new("redb", batch), |b| b.iter(|| redb.append_and_sync(batch)));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sled = Writer::new(SledLogStore::open(dir.path()).expect("open sled"));
+        group.bench_function(BenchmarkId::new("sled", batch), |b| b.iter(|| sled.append_and_sync(batch)));
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = append_sync
+}
+criterion_main!(benches);
