@@ -97,7 +97,7 @@ struct NodeHistory {
 }
 
 /// Checks invariants as the simulation runs; the first violation is a test failure.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Checker {
     leaders: BTreeMap<Term, NodeId>,
     prefix_of: HashMap<LogId, u64>,
@@ -111,13 +111,7 @@ type Verdict = Result<(), String>;
 impl Checker {
     /// A checker with nothing observed yet.
     pub fn new() -> Checker {
-        Checker {
-            leaders: BTreeMap::new(),
-            prefix_of: HashMap::new(),
-            nodes: BTreeMap::new(),
-            committed: Vec::new(),
-            applied: Vec::new(),
-        }
+        Checker::default()
     }
 
     /// The log ids committed so far, by index.

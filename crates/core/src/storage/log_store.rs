@@ -14,10 +14,12 @@ use crate::types::{Entry, EntryPayload, HardState, LogId, LogIndex, Term};
 /// # Durability
 /// Writes (`save_hard_state`, `append`, `truncate_suffix`, `purge_prefix`) change
 /// what reads return immediately, but become durable only when `sync` returns `Ok`.
-/// A crash loses every write after the last successful `sync`, never one before it,
-/// and never a part of one that was synced. Writes are applied in call order; a store
-/// that reports durability before its data would survive a crash is broken, because
-/// the core sends acknowledgements and votes on the strength of `sync`.
+/// A crash keeps every write up to the last successful `sync`; the writes of a `sync`
+/// still in progress survive all together or not at all; later writes are lost. Writes
+/// are applied in call order. Dropping a store discards its unsynced writes, so a runtime
+/// syncs before it closes. A store that reports durability before its data would survive
+/// a crash is broken, because the core sends acknowledgements and votes on the strength
+/// of `sync`.
 pub trait LogStore {
     /// The last saved hard state; the default (term 0, no vote, commit 0) for a new store.
     fn hard_state(&self) -> Result<HardState, StorageError>;
