@@ -71,7 +71,7 @@ impl LogView {
             self.last_purged = upto;
             return;
         }
-        debug_assert_eq!(self.term_at(upto.index), Some(upto.term), "a purge point is an entry of the log");
+        assert_eq!(self.term_at(upto.index), Some(upto.term), "a purge point is an entry of the log");
         let first_kept = upto.index.next();
         let term_of_first_kept = self.term_at(first_kept).expect("kept entries are in the log");
         self.term_starts.retain(|start| start.index > first_kept);
