@@ -79,6 +79,8 @@ pub struct SimNode {
     store: MemLogStore,
     /// The latest snapshot, saved durably: it survives crashes.
     snapshot: Option<Snapshot>,
+    /// Snapshots installed from a leader, over every life of the node.
+    snapshots_installed: u64,
     core: Option<Raft>,
     kv: KvStateMachine,
     read_policy: ReadPolicy,
@@ -107,6 +109,7 @@ impl SimNode {
             membership,
             store: MemLogStore::new(),
             snapshot: None,
+            snapshots_installed: 0,
             core: None,
             kv: KvStateMachine::default(),
             read_policy,
@@ -162,6 +165,13 @@ impl SimNode {
     /// The last entry covered by the durable snapshot, if any.
     pub fn snapshot_index(&self) -> LogIndex {
         self.snapshot.as_ref().map_or(LogIndex(0), |snapshot| snapshot.meta.last_included.index)
+    }
+
+    /// How many snapshots this node installed from a leader, over all its lives (its own
+    /// snapshots are not counted), so a test can tell a catch-up by snapshot from one by
+    /// log entries.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
     }
 
     /// Power loss: the process and every unsynced write are gone.
@@ -329,6 +339,7 @@ impl SimNode {
                 let covered = snapshot.meta.last_included.index;
                 self.proposals.retain(|index, _| *index > covered);
                 self.observations.snapshots_installed.push(snapshot.meta.last_included);
+                self.snapshots_installed += 1;
                 let meta = snapshot.meta.clone();
                 self.snapshot = Some(snapshot);
                 self.core.as_mut().expect("running").snapshot_installed(meta);

@@ -78,9 +78,10 @@ impl DerefMut for Sim {
 }
 
 impl Sim {
-    /// Starts a cluster with every node connected.
+    /// Starts a cluster with every node connected, spare nodes included (they are in the
+    /// connected set from the start, so links follow it once they join).
     pub fn new(config: SimConfig) -> Sim {
-        let nodes = config.nodes;
+        let nodes = config.nodes + config.spare_nodes;
         Sim { cluster: Cluster::new(config), connected: vec![true; nodes] }
     }
 
