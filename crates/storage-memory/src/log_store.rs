@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
-use d_engine_core::storage::{LogStore, StorageError};
+use d_engine_core::storage::{LogStore, StorageError, rules};
 use d_engine_core::{Entry, HardState, LogId, LogIndex, Term};
 
 /// An in-memory [`LogStore`] with an explicit durability point.
@@ -101,48 +101,6 @@ impl LogImage {
         Some((index.0 - self.last_purged.index.0 - 1) as usize)
     }
 
-    fn compacted(&self, index: LogIndex) -> StorageError {
-        StorageError::Compacted { index, first_available: LogIndex(self.last_purged.index.0.saturating_add(1)) }
-    }
-
-    fn unavailable(&self, index: LogIndex) -> StorageError {
-        StorageError::Unavailable { index, last: self.last_log_id().index }
-    }
-
-    /// Checks that `entries` (non-empty) start right after the last entry and are consecutive.
-    fn check_continues(&self, entries: &[Entry]) -> Result<(), StorageError> {
-        let last_term = self.last_log_id().term;
-        let mut previous_term = last_term;
-        for entry in entries {
-            if entry.log_id.term < previous_term {
-                return Err(StorageError::Misuse(format!(
-                    "terms never decrease along a log: {} follows term {previous_term}",
-                    entry.log_id
-                )));
-            }
-            previous_term = entry.log_id.term;
-        }
-        let last = self.last_log_id().index;
-        let Some(expected) = last.0.checked_add(1).map(LogIndex) else {
-            return Err(StorageError::Misuse(format!("cannot append after the largest index {last}")));
-        };
-        if entries[0].log_id.index != expected {
-            return Err(StorageError::Misuse(format!(
-                "append must start at {expected}, not {}",
-                entries[0].log_id.index
-            )));
-        }
-        for pair in entries.windows(2) {
-            let (before, after) = (pair[0].log_id.index, pair[1].log_id.index);
-            if before.0.checked_add(1) != Some(after.0) {
-                return Err(StorageError::Misuse(format!(
-                    "appended indices must be consecutive: {before} is followed by {after}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     fn apply(&mut self, write: Write) {
         match write {
             Write::HardState(hard_state) => self.hard_state = hard_state,
@@ -182,34 +140,24 @@ impl LogStore for MemLogStore {
 
     fn term_of(&self, index: LogIndex) -> Result<Term, StorageError> {
         let log = &self.current;
-        if index == LogIndex(0) {
-            return Ok(Term(0));
-        }
-        if index == log.last_purged.index {
-            return Ok(log.last_purged.term);
-        }
-        if index < log.last_purged.index {
-            return Err(log.compacted(index));
+        if let Some(term) = rules::term_from_bounds(index, log.last_purged, log.last_log_id())? {
+            return Ok(term);
         }
         match log.position(index) {
             Some(position) => Ok(log.entries[position].log_id.term),
-            None => Err(log.unavailable(index)),
+            None => Err(rules::unavailable(index, log.last_log_id())),
         }
     }
 
     fn entries(&self, range: RangeInclusive<LogIndex>) -> Result<Vec<Entry>, StorageError> {
         let log = &self.current;
-        let (start, end) = range.into_inner();
-        if start > end {
+        let Some(range) = rules::check_entries_range(range, log.last_purged, log.last_log_id())? else {
             return Ok(Vec::new());
+        };
+        match (log.position(*range.start()), log.position(*range.end())) {
+            (Some(first), Some(last)) => Ok(log.entries.range(first..=last).cloned().collect()),
+            _ => Err(rules::unavailable(*range.end(), log.last_log_id())),
         }
-        let Some(first) = log.position(start) else {
-            return Err(if start <= log.last_purged.index { log.compacted(start) } else { log.unavailable(end) });
-        };
-        let Some(last) = log.position(end) else {
-            return Err(log.unavailable(end));
-        };
-        Ok(log.entries.range(first..=last).cloned().collect())
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
@@ -221,18 +169,13 @@ impl LogStore for MemLogStore {
         if entries.is_empty() {
             return Ok(());
         }
-        self.current.check_continues(entries)?;
+        rules::check_append(self.current.last_log_id(), entries)?;
         self.accept(Write::Append(entries.to_vec()));
         Ok(())
     }
 
     fn truncate_suffix(&mut self, from: LogIndex) -> Result<(), StorageError> {
-        let last_purged = self.current.last_purged;
-        if from <= last_purged.index {
-            return Err(StorageError::Misuse(format!(
-                "cannot truncate from {from}: entries up to {last_purged} are purged and committed"
-            )));
-        }
+        rules::check_truncate(from, self.current.last_purged)?;
         if from <= self.current.last_log_id().index {
             self.accept(Write::TruncateSuffix(from));
         }
@@ -240,7 +183,7 @@ impl LogStore for MemLogStore {
     }
 
     fn purge_prefix(&mut self, upto: LogId) -> Result<(), StorageError> {
-        if upto.index > self.current.last_purged.index {
+        if rules::purge_advances(upto, self.current.last_purged) {
             self.accept(Write::PurgePrefix(upto));
         }
         Ok(())

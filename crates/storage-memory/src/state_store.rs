@@ -8,7 +8,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use d_engine_core::LogId;
-use d_engine_core::storage::{StateStore, StateWrite, StorageError, decode_export, encode_export};
+use d_engine_core::storage::{StateStore, StateWrite, StorageError, decode_export, encode_export, rules};
 
 /// An in-memory [`StateStore`] over a `BTreeMap`.
 ///
@@ -30,13 +30,7 @@ impl MemStateStore {
 
 impl StateStore for MemStateStore {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
-        // "Below" in the order the core uses for log ids: term first, then index.
-        if !applied.is_at_least_as_up_to_date_as(&self.applied) {
-            return Err(StorageError::Misuse(format!(
-                "a batch applied at {applied} cannot follow one applied at {}",
-                self.applied
-            )));
-        }
+        rules::check_applied(applied, self.applied)?;
         for write in writes {
             match write {
                 StateWrite::Put { key, value } => {
@@ -61,13 +55,12 @@ impl StateStore for MemStateStore {
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
         // `BTreeMap::range` panics on an inverted range; the contract makes it empty.
-        if end.is_some_and(|end| end < start) {
+        if rules::key_range_is_empty(start, end) {
             return Ok(Vec::new());
         }
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let limit = if limit == 0 { usize::MAX } else { limit };
         let pairs = self.pairs.range::<[u8], _>((Bound::Included(start), upper));
-        Ok(pairs.take(limit).map(|(key, value)| (key.clone(), value.clone())).collect())
+        Ok(pairs.take(rules::range_limit(limit)).map(|(key, value)| (key.clone(), value.clone())).collect())
     }
 
     fn export(&self) -> Result<Bytes, StorageError> {

@@ -3,10 +3,14 @@
 use std::path::Path;
 
 use d_engine_core::storage::StorageError;
+use d_engine_storage_fs::format::{self, Format, StoreKind};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
+use crate::FORMAT_VERSION;
 use crate::error::database;
-use crate::format::{self, StoreKind};
+
+/// The format stamp of this adapter's stores.
+pub(crate) const FORMAT: Format = Format { adapter: "d-engine-redb", version: FORMAT_VERSION };
 
 /// Store-level records (format stamp, hard state, last purged id, applied id), each in
 /// the codec of `d-engine-core` where one exists.
@@ -46,12 +50,12 @@ pub(crate) fn stamp_or_check<K: redb::Key + 'static, V: redb::Value + 'static>(
         .map_err(|error| database(path, "read format stamp", error))?
         .map(|stamp| stamp.value().to_vec());
     match found {
-        Some(found) => format::check(path, &found, kind).map(|()| false),
+        Some(found) => FORMAT.check(path, &found, kind).map(|()| false),
         None if !existed
             && data_is_empty
             && meta.is_empty().map_err(|error| database(path, "inspect meta", error))? =>
         {
-            meta.insert(FORMAT_KEY, format::stamp(kind).as_bytes())
+            meta.insert(FORMAT_KEY, FORMAT.stamp(kind).as_bytes())
                 .map_err(|error| database(path, "write format stamp", error))?;
             Ok(true)
         }

@@ -43,12 +43,13 @@
 mod database;
 mod directory;
 mod error;
-mod format;
 mod log_store;
 mod state_store;
-mod validate;
 
-pub use error::AtPath;
-pub use format::FORMAT_VERSION;
+pub use d_engine_storage_fs::AtPath;
 pub use log_store::RedbLogStore;
 pub use state_store::RedbStateStore;
+
+/// The layout version of the stores this build writes and reads, in every store's
+/// format stamp (`d-engine-redb <kind> <version>`).
+pub const FORMAT_VERSION: u32 = 1;

@@ -19,14 +19,16 @@
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-use d_engine_core::storage::{LogStore, StorageError, codec};
+use d_engine_core::storage::{LogStore, StorageError, codec, rules};
 use d_engine_core::{Entry, HardState, LogId, LogIndex, Term};
+use d_engine_storage_fs::FailClosed;
+use d_engine_storage_fs::error::corrupt;
+use d_engine_storage_fs::format::StoreKind;
+use d_engine_storage_fs::records::{check_first_entry, decode_entry_at, locate};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::database::{self, META};
-use crate::error::{corrupt, poisoned};
-use crate::format::StoreKind;
-use crate::{directory, error, validate};
+use crate::{directory, error};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const HARD_STATE_KEY: &str = "hard_state";
@@ -45,7 +47,7 @@ pub struct RedbLogStore {
     hard_state: HardState,
     last_purged: LogId,
     last_log_id: LogId,
-    failure: Option<String>,
+    failure: FailClosed,
 }
 
 impl RedbLogStore {
@@ -57,7 +59,7 @@ impl RedbLogStore {
     /// damaged, is not a redb database, holds another adapter's or kind's store or a
     /// format version this build does not know, or when its records fail their checksums.
     pub fn open(dir: impl AsRef<Path>) -> Result<RedbLogStore, StorageError> {
-        let location = directory::prepare(dir.as_ref(), "log.redb", "log.sled")?;
+        let location = directory::prepare(dir.as_ref(), StoreKind::Log)?;
         let path = location.path;
         let db = database::open(&path)?;
         let txn = db.begin_write().map_err(|error| error::database(&path, "begin open", error))?;
@@ -78,7 +80,15 @@ impl RedbLogStore {
         } else {
             txn.abort().map_err(|error| error::database(&path, "finish open", error))?;
         }
-        Ok(RedbLogStore { pending: None, db, path, hard_state, last_purged, last_log_id, failure: None })
+        Ok(RedbLogStore {
+            pending: None,
+            db,
+            path,
+            hard_state,
+            last_purged,
+            last_log_id,
+            failure: FailClosed::default(),
+        })
     }
 
     /// The database file, `<dir>/log.redb`.
@@ -87,10 +97,7 @@ impl RedbLogStore {
     }
 
     fn usable(&self) -> Result<(), StorageError> {
-        match &self.failure {
-            Some(cause) => Err(poisoned(&self.path, cause)),
-            None => Ok(()),
-        }
+        self.failure.check(&self.path)
     }
 
     /// Runs `write` in the open write transaction (beginning one if needed). A failure
@@ -101,7 +108,7 @@ impl RedbLogStore {
     ) -> Result<(), StorageError> {
         let txn = match self.pending.take() {
             Some(txn) => txn,
-            None => self.begin().inspect_err(|error| self.failure = Some(error.to_string()))?,
+            None => self.begin().inspect_err(|error| self.failure.fail(error))?,
         };
         match write(&txn, &self.path) {
             Ok(()) => {
@@ -109,7 +116,7 @@ impl RedbLogStore {
                 Ok(())
             }
             Err(error) => {
-                self.failure = Some(error.to_string());
+                self.failure.fail(&error);
                 Err(error)
             }
         }
@@ -142,14 +149,6 @@ impl RedbLogStore {
             }
         }
     }
-
-    fn compacted(&self, index: LogIndex) -> StorageError {
-        StorageError::Compacted { index, first_available: LogIndex(self.last_purged.index.0.saturating_add(1)) }
-    }
-
-    fn unavailable(&self, index: LogIndex) -> StorageError {
-        StorageError::Unavailable { index, last: self.last_log_id.index }
-    }
 }
 
 /// Reads the first and last entries and returns the last log id; the first must follow
@@ -163,16 +162,11 @@ fn log_bounds(
     let Some((first_key, first_value)) = entries.first().map_err(at)? else {
         return Ok(last_purged);
     };
-    let first = decode_at(path, first_key.value(), first_value.value())?;
-    if first.log_id.index != last_purged.index.next() {
-        return Err(corrupt(
-            path,
-            format!("the first entry is {} but the log was purged up to {last_purged}", first.log_id),
-        ));
-    }
+    let first = decode_entry_at(path, first_key.value(), first_value.value())?;
+    check_first_entry(path, first.log_id, last_purged)?;
     let (last_key, last_value) =
         entries.last().map_err(at)?.ok_or_else(|| corrupt(path, "entries vanished while opening"))?;
-    Ok(decode_at(path, last_key.value(), last_value.value())?.log_id)
+    Ok(decode_entry_at(path, last_key.value(), last_value.value())?.log_id)
 }
 
 /// Reads entries `start..=end` from `table`, each decoded and at its own index.
@@ -190,29 +184,12 @@ fn collect(
         if key.value() != expected {
             return Err(corrupt(path, format!("entry {expected} is missing")));
         }
-        entries.push(decode_at(path, key.value(), value.value())?);
+        entries.push(decode_entry_at(path, key.value(), value.value())?);
     }
     if entries.len() as u64 != end - start + 1 {
         return Err(corrupt(path, format!("entry {} is missing", start + entries.len() as u64)));
     }
     Ok(entries)
-}
-
-/// Decodes the entry stored under `index` and checks it belongs there.
-fn decode_at(path: &Path, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
-    let entry = codec::decode_entry(bytes).map_err(|error| locate(path, &format!("entry {index}"), error))?;
-    if entry.log_id.index != LogIndex(index) {
-        return Err(corrupt(path, format!("the entry stored at index {index} is {}", entry.log_id)));
-    }
-    Ok(entry)
-}
-
-/// Puts the file and the record into a codec error's location.
-fn locate(path: &Path, record: &str, error: StorageError) -> StorageError {
-    match error {
-        StorageError::Corrupt { reason, .. } => corrupt(path, format!("{record}: {reason}")),
-        other => other,
-    }
 }
 
 impl LogStore for RedbLogStore {
@@ -233,37 +210,18 @@ impl LogStore for RedbLogStore {
 
     fn term_of(&self, index: LogIndex) -> Result<Term, StorageError> {
         self.usable()?;
-        if index == LogIndex(0) {
-            return Ok(Term(0));
-        }
-        if index == self.last_purged.index {
-            return Ok(self.last_purged.term);
-        }
-        if index < self.last_purged.index {
-            return Err(self.compacted(index));
-        }
-        if index > self.last_log_id.index {
-            return Err(self.unavailable(index));
-        }
-        if index == self.last_log_id.index {
-            return Ok(self.last_log_id.term);
+        if let Some(term) = rules::term_from_bounds(index, self.last_purged, self.last_log_id)? {
+            return Ok(term);
         }
         Ok(self.read(index.0, index.0)?[0].log_id.term)
     }
 
     fn entries(&self, range: RangeInclusive<LogIndex>) -> Result<Vec<Entry>, StorageError> {
         self.usable()?;
-        let (start, end) = range.into_inner();
-        if start > end {
-            return Ok(Vec::new());
+        match rules::check_entries_range(range, self.last_purged, self.last_log_id)? {
+            Some(range) => self.read(range.start().0, range.end().0),
+            None => Ok(Vec::new()),
         }
-        if start <= self.last_purged.index {
-            return Err(self.compacted(start));
-        }
-        if end > self.last_log_id.index {
-            return Err(self.unavailable(end));
-        }
-        self.read(start.0, end.0)
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
@@ -284,7 +242,7 @@ impl LogStore for RedbLogStore {
         let Some(last) = entries.last() else {
             return Ok(());
         };
-        validate::append_continues(self.last_log_id, entries)?;
+        rules::check_append(self.last_log_id, entries)?;
         self.write(|txn, path| {
             let mut table = txn.open_table(ENTRIES).map_err(|error| error::database(path, "append", error))?;
             for entry in entries {
@@ -300,7 +258,7 @@ impl LogStore for RedbLogStore {
 
     fn truncate_suffix(&mut self, from: LogIndex) -> Result<(), StorageError> {
         self.usable()?;
-        validate::truncation_spares_purged(from, self.last_purged)?;
+        rules::check_truncate(from, self.last_purged)?;
         if from > self.last_log_id.index {
             return Ok(());
         }
@@ -315,7 +273,7 @@ impl LogStore for RedbLogStore {
 
     fn purge_prefix(&mut self, upto: LogId) -> Result<(), StorageError> {
         self.usable()?;
-        if upto.index <= self.last_purged.index {
+        if !rules::purge_advances(upto, self.last_purged) {
             return Ok(());
         }
         let record = codec::encode_log_id(upto);
@@ -327,9 +285,7 @@ impl LogStore for RedbLogStore {
             Ok(())
         })?;
         self.last_purged = upto;
-        if upto.index >= self.last_log_id.index {
-            self.last_log_id = upto;
-        }
+        self.last_log_id = rules::last_log_id_after_purge(upto, self.last_log_id);
         Ok(())
     }
 
@@ -340,7 +296,7 @@ impl LogStore for RedbLogStore {
         };
         txn.commit().map_err(|error| {
             let error = error::database(&self.path, "commit", error);
-            self.failure = Some(error.to_string());
+            self.failure.fail(&error);
             error
         })
     }

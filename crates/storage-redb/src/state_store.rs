@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use d_engine_core::LogId;
-use d_engine_core::storage::{StateStore, StateWrite, StorageError, codec, decode_export, encode_export};
+use d_engine_core::storage::{StateStore, StateWrite, StorageError, codec, decode_export, encode_export, rules};
+use d_engine_storage_fs::FailClosed;
+use d_engine_storage_fs::error::corrupt;
+use d_engine_storage_fs::format::StoreKind;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::database::{self, META};
-use crate::directory;
-use crate::error::{self, corrupt, poisoned};
-use crate::format::StoreKind;
+use crate::{directory, error};
 
 const PAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairs");
 const APPLIED_KEY: &str = "applied";
@@ -33,7 +34,7 @@ pub struct RedbStateStore {
     db: Database,
     path: PathBuf,
     applied: LogId,
-    failure: Option<String>,
+    failure: FailClosed,
 }
 
 impl RedbStateStore {
@@ -45,7 +46,7 @@ impl RedbStateStore {
     /// damaged, is not a redb database, holds another adapter's or kind's store or a
     /// format version this build does not know, or the applied id fails its checksum.
     pub fn open(dir: impl AsRef<Path>) -> Result<RedbStateStore, StorageError> {
-        let location = directory::prepare(dir.as_ref(), "state.redb", "state.sled")?;
+        let location = directory::prepare(dir.as_ref(), StoreKind::State)?;
         let path = location.path;
         let db = database::open(&path)?;
         let txn = db.begin_write().map_err(|error| error::database(&path, "begin open", error))?;
@@ -61,7 +62,7 @@ impl RedbStateStore {
         } else {
             txn.abort().map_err(|error| error::database(&path, "finish open", error))?;
         }
-        Ok(RedbStateStore { db, path, applied, failure: None })
+        Ok(RedbStateStore { db, path, applied, failure: FailClosed::default() })
     }
 
     /// The database file, `<dir>/state.redb`.
@@ -70,10 +71,7 @@ impl RedbStateStore {
     }
 
     fn usable(&self) -> Result<(), StorageError> {
-        match &self.failure {
-            Some(cause) => Err(poisoned(&self.path, cause)),
-            None => Ok(()),
-        }
+        self.failure.check(&self.path)
     }
 
     /// Runs `write` in a new write transaction, records `applied` and commits durably.
@@ -102,7 +100,7 @@ impl RedbStateStore {
                 Ok(())
             }
             Err(error) => {
-                self.failure = Some(error.to_string());
+                self.failure.fail(&error);
                 Err(error)
             }
         }
@@ -127,12 +125,7 @@ fn pair(key: &[u8], value: &[u8]) -> (Bytes, Bytes) {
 impl StateStore for RedbStateStore {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
         self.usable()?;
-        if !applied.is_at_least_as_up_to_date_as(&self.applied) {
-            return Err(StorageError::Misuse(format!(
-                "a batch applied at {applied} cannot follow one applied at {}",
-                self.applied
-            )));
-        }
+        rules::check_applied(applied, self.applied)?;
         self.commit(applied, |txn, path| {
             let mut pairs = txn.open_table(PAIRS).map_err(|error| error::database(path, "write batch", error))?;
             for write in writes {
@@ -159,10 +152,10 @@ impl StateStore for RedbStateStore {
     }
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
-        if end.is_some_and(|end| end <= start) {
+        if rules::key_range_is_empty(start, end) {
             return Ok(Vec::new());
         }
-        let limit = if limit == 0 { usize::MAX } else { limit };
+        let limit = rules::range_limit(limit);
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         self.read(|pairs| {
             let mut found = Vec::new();

@@ -4,65 +4,29 @@
 //! A reopen drops the store without a sync (aborting its open write transaction) and
 //! opens the same directory again. Real process crashes are in `crash.rs`.
 
-use d_engine_core::storage::StorageError;
+mod common;
+
+use common::Redb;
 use d_engine_core::testing::state_store::imports_and_exports_across_adapters;
-use d_engine_core::testing::{LogStoreHarness, StateStoreHarness};
 use d_engine_core::{log_store_conformance_tests, state_store_conformance_tests};
 use d_engine_memory::MemStateStore;
 use d_engine_redb::{RedbLogStore, RedbStateStore};
 use d_engine_sled::SledStateStore;
-use tempfile::TempDir;
+use d_engine_storage_fs::testing::DirHarness;
 
-/// redb stores in a temporary directory of their own.
-struct RedbHarness {
-    dir: TempDir,
-}
-
-impl RedbHarness {
-    fn new() -> RedbHarness {
-        RedbHarness { dir: tempfile::tempdir().expect("a temporary directory") }
-    }
-}
-
-impl LogStoreHarness for RedbHarness {
-    type Store = RedbLogStore;
-
-    fn open(&mut self) -> Result<RedbLogStore, StorageError> {
-        RedbLogStore::open(self.dir.path())
-    }
-
-    fn reopen(&mut self, store: RedbLogStore) -> Result<RedbLogStore, StorageError> {
-        drop(store);
-        RedbLogStore::open(self.dir.path())
-    }
-}
-
-impl StateStoreHarness for RedbHarness {
-    type Store = RedbStateStore;
-
-    fn open(&mut self) -> Result<RedbStateStore, StorageError> {
-        RedbStateStore::open(self.dir.path())
-    }
-
-    fn reopen(&mut self, store: RedbStateStore) -> Result<RedbStateStore, StorageError> {
-        drop(store);
-        RedbStateStore::open(self.dir.path())
-    }
-}
-
-log_store_conformance_tests!(RedbHarness::new());
-state_store_conformance_tests!(RedbHarness::new());
+log_store_conformance_tests!(DirHarness::<Redb>::new());
+state_store_conformance_tests!(DirHarness::<Redb>::new());
 
 #[test]
 fn redb_imports_a_memory_export_and_memory_imports_a_redb_export() {
-    imports_and_exports_across_adapters(&mut RedbHarness::new(), &mut MemStateStore::new());
+    imports_and_exports_across_adapters(&mut DirHarness::<Redb>::new(), &mut MemStateStore::new());
 }
 
 #[test]
 fn redb_imports_a_sled_export_and_sled_imports_a_redb_export() {
     let sled_dir = tempfile::tempdir().unwrap();
     let mut sled = SledStateStore::open(sled_dir.path()).unwrap();
-    imports_and_exports_across_adapters(&mut RedbHarness::new(), &mut sled);
+    imports_and_exports_across_adapters(&mut DirHarness::<Redb>::new(), &mut sled);
 }
 
 #[test]

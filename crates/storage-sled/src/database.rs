@@ -9,8 +9,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use d_engine_core::storage::StorageError;
+use d_engine_storage_fs::format::{self, Format, StoreKind};
 
+use crate::FORMAT_VERSION;
 use crate::error::database;
+
+/// The format stamp of this adapter's stores.
+pub(crate) const FORMAT: Format = Format { adapter: "d-engine-sled", version: FORMAT_VERSION };
 
 /// The prefix of store-level records (format stamp, hard state, purged id, applied id).
 pub(crate) const META_PREFIX: u8 = b'm';
@@ -45,4 +50,19 @@ pub(crate) fn open(path: &Path) -> Result<sled::Db, StorageError> {
 /// sled reports a taken file lock as an `Other` I/O error with this message.
 fn is_lock_conflict(error: &std::io::Error) -> bool {
     error.to_string().starts_with("could not acquire lock")
+}
+
+/// Checks the stamp of the store at `path`, or stamps it if the store is new: this open
+/// created it (`existed` is false) and it is empty.
+pub(crate) fn stamp_or_check(db: &sled::Db, path: &Path, kind: StoreKind, existed: bool) -> Result<(), StorageError> {
+    let at = |operation| move |error| database(path, operation, error);
+    match db.get(FORMAT_KEY).map_err(at("read format stamp"))? {
+        Some(found) => FORMAT.check(path, &found, kind),
+        None if !existed && db.is_empty() => {
+            db.insert(FORMAT_KEY, FORMAT.stamp(kind).as_bytes()).map_err(at("write format stamp"))?;
+            db.flush().map_err(at("write format stamp"))?;
+            Ok(())
+        }
+        None => Err(format::missing_stamp(path)),
+    }
 }

@@ -1,5 +1,4 @@
-//! The directory a store lives in: created on first open, refused when it is a file,
-//! unreachable, or holds the same kind of store made by another adapter.
+//! The directory a store lives in (checked by `d_engine_storage_fs::directory`).
 //!
 //! A log store keeps its sled database in `log.sled/` inside its directory and a state
 //! store in `state.sled/`, so one data directory can hold both. d-engine-redb keeps
@@ -7,56 +6,32 @@
 //! directory belongs to redb.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use d_engine_core::storage::StorageError;
+use d_engine_storage_fs::directory::{self, Location, StoreName};
+use d_engine_storage_fs::error::io;
+use d_engine_storage_fs::format::StoreKind;
 
-use crate::error::{corrupt, io};
+use crate::database::FORMAT;
 
-/// Where a store's database is, and whether it existed before this open.
-pub(crate) struct Location {
-    /// The sled database directory.
-    pub(crate) path: PathBuf,
-    /// Whether the directory was there already: such a store must carry a format stamp.
-    pub(crate) existed: bool,
-}
-
-/// Creates `dir` if needed and locates the sled database `name` in it.
-/// `foreign` names what another adapter keeps there for the same kind of store.
-pub(crate) fn prepare(dir: &Path, name: &str, foreign: &str) -> Result<Location, StorageError> {
-    match std::fs::metadata(dir) {
-        Ok(metadata) if !metadata.is_dir() => {
-            return Err(io(
-                dir,
-                "open store directory",
-                std::io::Error::new(ErrorKind::NotADirectory, "not a directory"),
-            ));
-        }
-        Ok(_) => {}
-        Err(error) if error.kind() == ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|error| io(dir, "create store directory", error))?;
-        }
-        Err(error) => return Err(io(dir, "open store directory", error)),
-    }
-    let database = dir.join(name);
-    let foreign_path = dir.join(foreign);
-    let existed = exists(&database)?;
-    if !existed && exists(&foreign_path)? {
-        return Err(corrupt(
-            &foreign_path,
-            format!("the directory holds a d-engine-redb store ({foreign}), not a d-engine-sled one ({name})"),
-        ));
-    }
-    match std::fs::metadata(&database) {
+/// Creates `dir` if needed and locates the sled database of a `kind` store in it.
+pub(crate) fn prepare(dir: &Path, kind: StoreKind) -> Result<Location, StorageError> {
+    let (own, foreign) = match kind {
+        StoreKind::Log => ("log.sled", "log.redb"),
+        StoreKind::State => ("state.sled", "state.redb"),
+    };
+    let location = directory::prepare(
+        dir,
+        StoreName { adapter: FORMAT.adapter, name: own },
+        StoreName { adapter: "d-engine-redb", name: foreign },
+    )?;
+    match std::fs::metadata(&location.path) {
         Ok(metadata) if !metadata.is_dir() => Err(io(
-            &database,
+            &location.path,
             "open sled database",
             std::io::Error::new(ErrorKind::NotADirectory, "a sled database is a directory, this is a file"),
         )),
-        _ => Ok(Location { path: database, existed }),
+        _ => Ok(location),
     }
-}
-
-fn exists(path: &Path) -> Result<bool, StorageError> {
-    path.try_exists().map_err(|error| io(path, "inspect store directory", error))
 }

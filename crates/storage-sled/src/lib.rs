@@ -42,13 +42,14 @@
 mod database;
 mod directory;
 mod error;
-mod format;
 mod log_store;
 mod pending;
 mod state_store;
-mod validate;
 
-pub use error::AtPath;
-pub use format::FORMAT_VERSION;
+pub use d_engine_storage_fs::AtPath;
 pub use log_store::SledLogStore;
 pub use state_store::SledStateStore;
+
+/// The layout version of the stores this build writes and reads, in every store's
+/// format stamp (`d-engine-sled <kind> <version>`).
+pub const FORMAT_VERSION: u32 = 1;

@@ -19,14 +19,16 @@
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-use d_engine_core::storage::{LogStore, StorageError, codec};
+use d_engine_core::storage::{LogStore, StorageError, codec, rules};
 use d_engine_core::{Entry, HardState, LogId, LogIndex, Term};
+use d_engine_storage_fs::FailClosed;
+use d_engine_storage_fs::error::corrupt;
+use d_engine_storage_fs::format::StoreKind;
+use d_engine_storage_fs::records::{check_first_entry, decode_entry_at, locate};
 
 use crate::database::{self, META_PREFIX};
-use crate::error::{self, corrupt, poisoned};
-use crate::format::{self, StoreKind};
 use crate::pending::Pending;
-use crate::{directory, validate};
+use crate::{directory, error};
 
 const ENTRY_PREFIX: u8 = b'e';
 const HARD_STATE_KEY: &[u8] = b"mhard_state";
@@ -50,7 +52,7 @@ pub struct SledLogStore {
     last_purged: LogId,
     last_log_id: LogId,
     pending: Pending,
-    failure: Option<String>,
+    failure: FailClosed,
 }
 
 impl SledLogStore {
@@ -62,10 +64,10 @@ impl SledLogStore {
     /// files damaged, or the store belongs to another adapter or kind, has a format
     /// version this build does not know, or its records fail their checksums.
     pub fn open(dir: impl AsRef<Path>) -> Result<SledLogStore, StorageError> {
-        let location = directory::prepare(dir.as_ref(), "log.sled", "log.redb")?;
+        let location = directory::prepare(dir.as_ref(), StoreKind::Log)?;
         let path = location.path;
         let db = database::open(&path)?;
-        format::stamp_or_check(&db, &path, StoreKind::Log, location.existed)?;
+        database::stamp_or_check(&db, &path, StoreKind::Log, location.existed)?;
         let record = |key: &[u8]| db.get(key).map_err(|error| error::database(&path, "read meta", error));
         let hard_state = match record(HARD_STATE_KEY)? {
             Some(bytes) => codec::decode_hard_state(&bytes).map_err(|error| locate(&path, "hard state", error))?,
@@ -76,7 +78,15 @@ impl SledLogStore {
             None => LogId::default(),
         };
         let last_log_id = log_bounds(&db, &path, last_purged)?;
-        Ok(SledLogStore { db, path, hard_state, last_purged, last_log_id, pending: Pending::default(), failure: None })
+        Ok(SledLogStore {
+            db,
+            path,
+            hard_state,
+            last_purged,
+            last_log_id,
+            pending: Pending::default(),
+            failure: FailClosed::default(),
+        })
     }
 
     /// The sled database directory, `<dir>/log.sled`.
@@ -85,10 +95,7 @@ impl SledLogStore {
     }
 
     fn usable(&self) -> Result<(), StorageError> {
-        match &self.failure {
-            Some(cause) => Err(poisoned(&self.path, cause)),
-            None => Ok(()),
-        }
+        self.failure.check(&self.path)
     }
 
     /// Durable entries `start..=end`, read from the tree.
@@ -100,7 +107,7 @@ impl SledLogStore {
             if key[..] != entry_key(expected) {
                 return Err(corrupt(&self.path, format!("entry {expected} is missing")));
             }
-            into.push(decode_at(&self.path, expected, &value)?);
+            into.push(decode_entry_at(&self.path, expected, &value)?);
         }
         if (into.len() - first) as u64 != end - start + 1 {
             return Err(corrupt(&self.path, format!("entry {} is missing", start + (into.len() - first) as u64)));
@@ -150,14 +157,6 @@ impl SledLogStore {
         }
         Ok(batch)
     }
-
-    fn compacted(&self, index: LogIndex) -> StorageError {
-        StorageError::Compacted { index, first_available: LogIndex(self.last_purged.index.0.saturating_add(1)) }
-    }
-
-    fn unavailable(&self, index: LogIndex) -> StorageError {
-        StorageError::Unavailable { index, last: self.last_log_id.index }
-    }
 }
 
 /// Reads the first and last durable entries and returns the last log id; the first
@@ -169,18 +168,13 @@ fn log_bounds(db: &sled::Db, path: &Path, last_purged: LogId) -> Result<LogId, S
         return Ok(last_purged);
     };
     let (key, value) = first.map_err(at)?;
-    let first = decode_at(path, key_index(path, &key)?, &value)?;
-    if first.log_id.index != last_purged.index.next() {
-        return Err(corrupt(
-            path,
-            format!("the first entry is {} but the log was purged up to {last_purged}", first.log_id),
-        ));
-    }
+    let first = decode_entry_at(path, key_index(path, &key)?, &value)?;
+    check_first_entry(path, first.log_id, last_purged)?;
     match entries.next_back() {
         None => Ok(first.log_id),
         Some(last) => {
             let (key, value) = last.map_err(at)?;
-            Ok(decode_at(path, key_index(path, &key)?, &value)?.log_id)
+            Ok(decode_entry_at(path, key_index(path, &key)?, &value)?.log_id)
         }
     }
 }
@@ -189,23 +183,6 @@ fn key_index(path: &Path, key: &[u8]) -> Result<u64, StorageError> {
     match <[u8; 8]>::try_from(&key[1..]) {
         Ok(bytes) => Ok(u64::from_be_bytes(bytes)),
         Err(_) => Err(corrupt(path, format!("malformed entry key {key:?}"))),
-    }
-}
-
-/// Decodes the entry stored under `index` and checks it belongs there.
-fn decode_at(path: &Path, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
-    let entry = codec::decode_entry(bytes).map_err(|error| locate(path, &format!("entry {index}"), error))?;
-    if entry.log_id.index != LogIndex(index) {
-        return Err(corrupt(path, format!("the entry stored at index {index} is {}", entry.log_id)));
-    }
-    Ok(entry)
-}
-
-/// Puts the path and the record into a codec error's location.
-fn locate(path: &Path, record: &str, error: StorageError) -> StorageError {
-    match error {
-        StorageError::Corrupt { reason, .. } => corrupt(path, format!("{record}: {reason}")),
-        other => other,
     }
 }
 
@@ -227,37 +204,18 @@ impl LogStore for SledLogStore {
 
     fn term_of(&self, index: LogIndex) -> Result<Term, StorageError> {
         self.usable()?;
-        if index == LogIndex(0) {
-            return Ok(Term(0));
-        }
-        if index == self.last_purged.index {
-            return Ok(self.last_purged.term);
-        }
-        if index < self.last_purged.index {
-            return Err(self.compacted(index));
-        }
-        if index > self.last_log_id.index {
-            return Err(self.unavailable(index));
-        }
-        if index == self.last_log_id.index {
-            return Ok(self.last_log_id.term);
+        if let Some(term) = rules::term_from_bounds(index, self.last_purged, self.last_log_id)? {
+            return Ok(term);
         }
         Ok(self.read(index.0, index.0)?[0].log_id.term)
     }
 
     fn entries(&self, range: RangeInclusive<LogIndex>) -> Result<Vec<Entry>, StorageError> {
         self.usable()?;
-        let (start, end) = range.into_inner();
-        if start > end {
-            return Ok(Vec::new());
+        match rules::check_entries_range(range, self.last_purged, self.last_log_id)? {
+            Some(range) => self.read(range.start().0, range.end().0),
+            None => Ok(Vec::new()),
         }
-        if start <= self.last_purged.index {
-            return Err(self.compacted(start));
-        }
-        if end > self.last_log_id.index {
-            return Err(self.unavailable(end));
-        }
-        self.read(start.0, end.0)
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
@@ -272,7 +230,7 @@ impl LogStore for SledLogStore {
         let Some(last) = entries.last() else {
             return Ok(());
         };
-        validate::append_continues(self.last_log_id, entries)?;
+        rules::check_append(self.last_log_id, entries)?;
         self.pending.append(entries);
         self.last_log_id = last.log_id;
         Ok(())
@@ -280,7 +238,7 @@ impl LogStore for SledLogStore {
 
     fn truncate_suffix(&mut self, from: LogIndex) -> Result<(), StorageError> {
         self.usable()?;
-        validate::truncation_spares_purged(from, self.last_purged)?;
+        rules::check_truncate(from, self.last_purged)?;
         if from > self.last_log_id.index {
             return Ok(());
         }
@@ -292,14 +250,12 @@ impl LogStore for SledLogStore {
 
     fn purge_prefix(&mut self, upto: LogId) -> Result<(), StorageError> {
         self.usable()?;
-        if upto.index <= self.last_purged.index {
+        if !rules::purge_advances(upto, self.last_purged) {
             return Ok(());
         }
         self.pending.purge(upto.index);
         self.last_purged = upto;
-        if upto.index >= self.last_log_id.index {
-            self.last_log_id = upto;
-        }
+        self.last_log_id = rules::last_log_id_after_purge(upto, self.last_log_id);
         Ok(())
     }
 
@@ -318,7 +274,7 @@ impl LogStore for SledLogStore {
                 Ok(())
             }
             Err(error) => {
-                self.failure = Some(error.to_string());
+                self.failure.fail(&error);
                 Err(error)
             }
         }

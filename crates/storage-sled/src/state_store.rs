@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use d_engine_core::LogId;
-use d_engine_core::storage::{StateStore, StateWrite, StorageError, codec, decode_export, encode_export};
+use d_engine_core::storage::{StateStore, StateWrite, StorageError, codec, decode_export, encode_export, rules};
+use d_engine_storage_fs::FailClosed;
+use d_engine_storage_fs::error::corrupt;
+use d_engine_storage_fs::format::StoreKind;
 
-use crate::database;
-use crate::directory;
-use crate::error::{self, corrupt, poisoned};
-use crate::format::{self, StoreKind};
+use crate::{database, directory, error};
 
 const PAIR_PREFIX: u8 = b'k';
 const APPLIED_KEY: &[u8] = b"mapplied";
@@ -39,7 +39,7 @@ pub struct SledStateStore {
     db: sled::Db,
     path: PathBuf,
     applied: LogId,
-    failure: Option<String>,
+    failure: FailClosed,
 }
 
 impl SledStateStore {
@@ -51,17 +51,17 @@ impl SledStateStore {
     /// files damaged, or the store belongs to another adapter or kind, has a format
     /// version this build does not know, or the applied id fails its checksum.
     pub fn open(dir: impl AsRef<Path>) -> Result<SledStateStore, StorageError> {
-        let location = directory::prepare(dir.as_ref(), "state.sled", "state.redb")?;
+        let location = directory::prepare(dir.as_ref(), StoreKind::State)?;
         let path = location.path;
         let db = database::open(&path)?;
-        format::stamp_or_check(&db, &path, StoreKind::State, location.existed)?;
+        database::stamp_or_check(&db, &path, StoreKind::State, location.existed)?;
         let applied = match db.get(APPLIED_KEY).map_err(|error| error::database(&path, "read applied id", error))? {
             Some(bytes) => {
                 codec::decode_log_id(&bytes).map_err(|error| corrupt(&path, format!("applied id: {error}")))?
             }
             None => LogId::default(),
         };
-        Ok(SledStateStore { db, path, applied, failure: None })
+        Ok(SledStateStore { db, path, applied, failure: FailClosed::default() })
     }
 
     /// The sled database directory, `<dir>/state.sled`.
@@ -70,10 +70,7 @@ impl SledStateStore {
     }
 
     fn usable(&self) -> Result<(), StorageError> {
-        match &self.failure {
-            Some(cause) => Err(poisoned(&self.path, cause)),
-            None => Ok(()),
-        }
+        self.failure.check(&self.path)
     }
 
     /// Applies `batch` with the applied id, and flushes. A failure poisons the store.
@@ -90,7 +87,7 @@ impl SledStateStore {
                 Ok(())
             }
             Err(error) => {
-                self.failure = Some(error.to_string());
+                self.failure.fail(&error);
                 Err(error)
             }
         }
@@ -109,12 +106,7 @@ impl SledStateStore {
 impl StateStore for SledStateStore {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
         self.usable()?;
-        if !applied.is_at_least_as_up_to_date_as(&self.applied) {
-            return Err(StorageError::Misuse(format!(
-                "a batch applied at {applied} cannot follow one applied at {}",
-                self.applied
-            )));
-        }
+        rules::check_applied(applied, self.applied)?;
         // A sled batch keeps the last change of each key, which is "in order".
         let mut batch = sled::Batch::default();
         for write in writes {
@@ -139,10 +131,10 @@ impl StateStore for SledStateStore {
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
         self.usable()?;
-        if end.is_some_and(|end| end <= start) {
+        if rules::key_range_is_empty(start, end) {
             return Ok(Vec::new());
         }
-        let limit = if limit == 0 { usize::MAX } else { limit };
+        let limit = rules::range_limit(limit);
         let upper = end.map_or(Bound::Excluded(vec![PAIR_PREFIX + 1]), |end| Bound::Excluded(pair_key(end)));
         let mut found = Vec::new();
         for item in self.db.range::<Vec<u8>, _>((Bound::Included(pair_key(start)), upper)).take(limit) {

@@ -11,6 +11,7 @@
 pub mod codec;
 mod error;
 mod log_store;
+pub mod rules;
 mod state_machine;
 mod state_store;
 
