@@ -6,7 +6,7 @@
 //! calls the two macros in an integration test; each case becomes one `#[test]`
 //! named after its story:
 //!
-//! ```ignore
+//! ```text
 //! d_engine_core::log_store_conformance_tests!(MyHarness::new());
 //! d_engine_core::state_store_conformance_tests!(MyHarness::new());
 //! ```

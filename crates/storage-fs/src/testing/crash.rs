@@ -11,7 +11,7 @@
 //!
 //! An adapter's test file declares the two tests by name, the child first:
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! fn crash_child_writes_the_workload_until_killed() {
 //!     crash::child_writes_the_workload_until_killed::<MyAdapter>();
