@@ -654,6 +654,79 @@ fn figure_8_pause(rng: &mut ChaCha8Rng) -> u64 {
     }
 }
 
+/// How a Figure 8 iteration takes the leader out and brings nodes back.
+#[derive(Clone, Copy)]
+enum Figure8Fault {
+    /// Crash the leader (losing unsynced writes); restart crashed nodes.
+    Crash,
+    /// Cut the leader off; reconnect cut-off nodes.
+    Disconnect,
+}
+
+impl Figure8Fault {
+    fn is_in(self, sim: &Sim, i: usize) -> bool {
+        match self {
+            Figure8Fault::Crash => sim.node(i).is_up(),
+            Figure8Fault::Disconnect => sim.is_connected(i),
+        }
+    }
+
+    fn take_out(self, sim: &mut Sim, i: usize) {
+        match self {
+            Figure8Fault::Crash => sim.crash(i),
+            Figure8Fault::Disconnect => sim.disconnect(i),
+        }
+    }
+
+    fn bring_back(self, sim: &mut Sim, i: usize) {
+        match self {
+            Figure8Fault::Crash => sim.restart(i),
+            Figure8Fault::Disconnect => sim.connect(i),
+        }
+    }
+}
+
+/// The lab's Figure 8 loop: 1000 times, propose on every node, wait a random while, take the
+/// leader out with probability `take_out_probability`, and bring a node back whenever fewer
+/// than three are in. `before_iteration` may change the network. Returns how many leaders
+/// were taken out.
+fn figure_8_iterations(
+    sim: &mut Sim,
+    rng: &mut ChaCha8Rng,
+    values: &mut Values,
+    fault: Figure8Fault,
+    take_out_probability: f64,
+    mut before_iteration: impl FnMut(&mut Sim, usize),
+) -> u64 {
+    let (mut up, mut taken_out) = (5, 0);
+    for iteration in 0..1000 {
+        before_iteration(sim, iteration);
+        let mut leader = None;
+        for i in 0..5 {
+            if sim.propose(i, command(values.fresh())).is_ok() && fault.is_in(sim, i) {
+                leader = Some(i);
+            }
+        }
+        let pause = figure_8_pause(rng);
+        sim.run_for(pause);
+        if let Some(leader) = leader
+            && rng.random_bool(take_out_probability)
+        {
+            fault.take_out(sim, leader);
+            taken_out += 1;
+            up -= 1;
+        }
+        if up < 3 {
+            let i = rng.random_range(0..5);
+            if !fault.is_in(sim, i) {
+                fault.bring_back(sim, i);
+                up += 1;
+            }
+        }
+    }
+    taken_out
+}
+
 #[test]
 fn figure_8_with_crashes() {
     for_each_seed(&(1401..=1410).collect::<Vec<_>>(), |seed| {
@@ -661,31 +734,7 @@ fn figure_8_with_crashes() {
         let mut rng = test_rng(seed);
         let mut values = Values::after(0);
         sim.one(values.fresh(), 1);
-        let (mut up, mut crashes) = (5, 0);
-        for _ in 0..1000 {
-            let mut leader = None;
-            for i in 0..5 {
-                if sim.propose(i, command(values.fresh())).is_ok() {
-                    leader = Some(i);
-                }
-            }
-            let pause = figure_8_pause(&mut rng);
-            sim.run_for(pause);
-            if let Some(leader) = leader
-                && rng.random_bool(0.9)
-            {
-                sim.crash(leader);
-                crashes += 1;
-                up -= 1;
-            }
-            if up < 3 {
-                let i = rng.random_range(0..5);
-                if !sim.node(i).is_up() {
-                    sim.restart(i);
-                    up += 1;
-                }
-            }
-        }
+        let crashes = figure_8_iterations(&mut sim, &mut rng, &mut values, Figure8Fault::Crash, 0.9, |_, _| {});
         sim.heal_everything();
         let last = sim.one(values.fresh(), 5);
         sim.wait_applied_everywhere(&[last]);
@@ -722,34 +771,13 @@ fn figure_8_unreliable() {
         let mut rng = test_rng(seed);
         let mut values = Values::after(0);
         sim.one(values.fresh(), 1);
-        let (mut up, mut cuts) = (5, 0);
-        for iteration in 0..1000 {
+        let reorder_from_200 = |sim: &mut Sim, iteration: usize| {
             if iteration == 200 {
                 sim.network().set_config(NetworkConfig::unreliable());
             }
-            let mut leader = None;
-            for i in 0..5 {
-                if sim.propose(i, command(values.fresh())).is_ok() && sim.is_connected(i) {
-                    leader = Some(i);
-                }
-            }
-            let pause = figure_8_pause(&mut rng);
-            sim.run_for(pause);
-            if let Some(leader) = leader
-                && rng.random_bool(0.5)
-            {
-                sim.disconnect(leader);
-                cuts += 1;
-                up -= 1;
-            }
-            if up < 3 {
-                let i = rng.random_range(0..5);
-                if !sim.is_connected(i) {
-                    sim.connect(i);
-                    up += 1;
-                }
-            }
-        }
+        };
+        let cuts =
+            figure_8_iterations(&mut sim, &mut rng, &mut values, Figure8Fault::Disconnect, 0.5, reorder_from_200);
         // Still lossy and reordering, as in the lab: everyone reconnects and agrees.
         for i in 0..5 {
             sim.connect(i);
