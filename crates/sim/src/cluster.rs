@@ -47,6 +47,9 @@ pub struct SimConfig {
     pub spare_nodes: usize,
     /// How to replay this run, printed with any failure (the swarm sets its command line).
     pub replay: String,
+    /// Probability that a node that just granted a vote is rebooted 0-3 ms later, while the
+    /// election it voted in is still going on (a vote that was not durable would be lost).
+    pub reboot_after_vote: f64,
 }
 
 impl SimConfig {
@@ -64,6 +67,7 @@ impl SimConfig {
             workload: None,
             spare_nodes: 0,
             replay: format!("rerun the test: the run is determined by seed {seed}"),
+            reboot_after_vote: 0.0,
         }
     }
 }
@@ -72,11 +76,24 @@ impl SimConfig {
 enum Event {
     Tick(usize),
     Deliver(Box<Envelope>),
-    DiskDone { node: usize, incarnation: u64, write: WriteId },
-    ClientArrive { node: usize, op: OpRef, request: Request },
-    ClientReply { op: OpRef, reply: Reply },
+    DiskDone {
+        node: usize,
+        incarnation: u64,
+        write: WriteId,
+    },
+    ClientArrive {
+        node: usize,
+        op: OpRef,
+        request: Request,
+    },
+    ClientReply {
+        op: OpRef,
+        reply: Reply,
+    },
     ClientDeadline(OpRef),
     ClientNext(usize),
+    /// Crash node `usize` and restart it at once (a reboot).
+    Reboot(usize),
 }
 
 #[derive(Debug)]
@@ -562,6 +579,10 @@ impl Cluster {
                 let actions = workload.on_deadline(op, now, &mut self.rng);
                 self.client_actions(actions);
             }
+            Event::Reboot(i) => {
+                self.crash(i);
+                self.restart(i);
+            }
             Event::ClientNext(client) => {
                 let now = self.now;
                 let Some(workload) = self.workload.as_mut() else { return };
@@ -634,6 +655,13 @@ impl Cluster {
     }
 
     fn count(&mut self, envelope: &Envelope) {
+        if let d_engine_core::Message::VoteResponse { granted: true, pre_vote: false, .. } = envelope.message {
+            let voter = envelope.from.0 as usize - 1;
+            if self.config.reboot_after_vote > 0.0 && self.rng.random_bool(self.config.reboot_after_vote) {
+                let delay = self.rng.random_range(0..3_000);
+                self.schedule(delay, Event::Reboot(voter));
+            }
+        }
         *self.messages.entry(envelope.message.kind()).or_default() += 1;
         match &envelope.message {
             d_engine_core::Message::AppendRequest { entries, .. } => {

@@ -44,9 +44,12 @@ pub enum Fault {
     Membership,
     /// Ask a random node to snapshot now.
     Snapshot,
+    /// Reboot a node 0-3 ms after it grants a vote, while the election it voted in is still
+    /// going on: a vote that was not durable would let it vote twice in one term.
+    RebootVoter,
 }
 
-const ALL_FAULTS: [Fault; 13] = [
+const ALL_FAULTS: [Fault; 14] = [
     Fault::Crash,
     Fault::Pause,
     Fault::Partition,
@@ -60,6 +63,7 @@ const ALL_FAULTS: [Fault; 13] = [
     Fault::Transfer,
     Fault::Membership,
     Fault::Snapshot,
+    Fault::RebootVoter,
 ];
 
 /// Virtual time of the fault phase.
@@ -123,6 +127,9 @@ impl SeedPlan {
         let mut faults: Vec<Fault> = ALL_FAULTS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
         if faults.is_empty() {
             faults.push(ALL_FAULTS[rng.random_range(0..ALL_FAULTS.len())]);
+        }
+        if faults.contains(&Fault::RebootVoter) {
+            config.reboot_after_vote = 0.3;
         }
         if faults.contains(&Fault::Membership) {
             config.spare_nodes = 9 - nodes;
@@ -251,6 +258,8 @@ fn inject(cluster: &mut Cluster, fault: Fault, rng: &mut ChaCha8Rng) {
             cluster.run_for(rng.random_range(0..30_000));
             cluster.restart(i);
         }
+        // Injected as votes are granted (`SimConfig::reboot_after_vote`), not on the timer.
+        Fault::RebootVoter => {}
         Fault::Membership => change_membership(cluster, rng),
         Fault::Snapshot => cluster.trigger_snapshot(pick(rng)),
         Fault::Unreliable => {
