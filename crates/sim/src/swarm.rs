@@ -103,7 +103,9 @@ impl SeedPlan {
     /// Draws the cluster size (unless given), settings and fault mix from `seed`.
     pub fn new(seed: u64, nodes: Option<usize>) -> SeedPlan {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
-        let nodes = nodes.unwrap_or([3, 3, 5, 5, 7][rng.random_range(0..5)]);
+        // Drawn even when forced, so that `--nodes K` with the drawn K replays the same run.
+        let drawn = [3, 3, 5, 5, 7][rng.random_range(0..5)];
+        let nodes = nodes.unwrap_or(drawn);
         let mut config = SimConfig::new(nodes, seed);
         config.replay = format!("cargo xtask sim --seed {seed} --nodes {nodes}");
         config.raft.pre_vote = rng.random_bool(0.6);
