@@ -183,12 +183,6 @@ impl Raft {
                 prev = entries[skip - 1].log_id;
                 entries.drain(..skip);
             }
-            if prev.index <= self.commit && entries.is_empty() {
-                // All of it is in our committed prefix (perhaps already compacted away).
-                let outcome = AppendOutcome::Success { matched: prev.index };
-                self.send(from, Message::AppendResponse { term, outcome }, Dependency::Log);
-                return;
-            }
         }
         // An index at or below our commit index holds the committed entry, identical to the
         // leader's, even when our log no longer has it (compacted into a snapshot).
