@@ -92,7 +92,7 @@ pub struct RecoveredLog {
 impl RecoveredLog {
     /// Reads the shape of a log: one `term_of` probe per term boundary (binary search), and
     /// one pass over the entries for membership entries (the log is bounded by compaction).
-    pub fn read(store: &impl LogStore) -> Result<RecoveredLog, StorageError> {
+    pub fn read(store: &(impl LogStore + ?Sized)) -> Result<RecoveredLog, StorageError> {
         let hard_state = store.hard_state()?;
         let last_purged = store.last_purged()?;
         let last_log_id = store.last_log_id()?;

@@ -51,6 +51,34 @@ pub trait StateStore {
     fn import(&mut self, data: &[u8]) -> Result<(), StorageError>;
 }
 
+/// A boxed store is a store, so a runtime can pick the adapter at run time
+/// (`Box<dyn StateStore + Send + Sync>`) and still hand it to code generic over `StateStore`.
+impl<T: StateStore + ?Sized> StateStore for Box<T> {
+    fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        (**self).write_batch(writes, applied)
+    }
+
+    fn applied(&self) -> Result<LogId, StorageError> {
+        (**self).applied()
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        (**self).get(key)
+    }
+
+    fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        (**self).range(start, end, limit)
+    }
+
+    fn export(&self) -> Result<Bytes, StorageError> {
+        (**self).export()
+    }
+
+    fn import(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        (**self).import(data)
+    }
+}
+
 const EXPORT_MAGIC: &[u8; 8] = b"DENGST01";
 
 /// Encodes a state-store export: magic, applied id, pairs, and a trailing checksum, so
