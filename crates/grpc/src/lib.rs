@@ -1,6 +1,9 @@
 //! The gRPC transport of d-engine: the peer protocol (`proto/raft.proto`), the one
-//! conversion between its messages and the core's ([`convert`]), and a minimal tonic
-//! server and per-peer client ([`transport`]).
+//! conversion between its messages and the core's ([`convert`]), the tonic server and
+//! per-peer client ([`transport`]), the reconnecting per-peer sender a node sends through
+//! ([`sender`]), a partition switch for tests ([`faults`]), and the client API
+//! (`proto/client.proto`, [`client_proto`], with its not-leader convention in
+//! [`client_status`]).
 //!
 //! # The cluster id rule
 //! Every envelope on the wire carries the sender's `cluster_id`. A server accepts an
@@ -29,13 +32,22 @@
 //! refuses a larger one with `OUT_OF_RANGE`, and the client refuses to send one
 //! (`TransportError::TooLarge`) so that it never resets a stream shared with other envelopes.
 //!
-//! # Not yet here
-//! Reconnect with backoff: a client whose append stream ended reports why through
-//! `PeerClient::closed`, and its owner connects again.
+//! # Sending
+//! A node keeps one [`PeerSender`] per peer. `send` never blocks: it queues the envelope on
+//! the append-stream lane (appends, heartbeats, their responses; in order) or on the unary
+//! lane (votes, `TimeoutNow`, snapshot chunks and their answers), or drops it and counts it
+//! when the queue is full, the link is cut or the peer is unreachable: Raft retransmits.
+//! The sender connects lazily, reconnects with exponential [`Backoff`] after a failure,
+//! and writes each burst of queued envelopes back to back. [`PeerServer::close_streams`]
+//! ends the peers' long-lived streams at shutdown, which a graceful tonic shutdown would
+//! otherwise wait for forever.
 //!
 //! The core never depends on this crate, tokio or protobuf.
 
+pub mod client_status;
 pub mod convert;
+pub mod faults;
+pub mod sender;
 pub mod transport;
 
 /// The generated protobuf types and tonic client / server of `dengine.raft.v1`.
@@ -44,5 +56,15 @@ pub mod proto {
     tonic::include_proto!("dengine.raft.v1");
 }
 
+/// The generated protobuf types and tonic client / server of `dengine.client.v1`, the
+/// client API every node serves (`client_client::ClientClient`, `client_server::ClientServer`).
+#[allow(missing_docs, clippy::all)]
+pub mod client_proto {
+    tonic::include_proto!("dengine.client.v1");
+}
+
+pub use client_status::{is_not_leader, leader_hint, not_leader_status};
 pub use convert::{ClusterEnvelope, ConvertError};
+pub use faults::NetworkFaults;
+pub use sender::{Backoff, PeerSender, PeerSenderStats};
 pub use transport::{PeerClient, PeerServer, TransportConfig, TransportError};

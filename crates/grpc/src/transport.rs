@@ -1,12 +1,14 @@
-//! A minimal peer transport: a tonic server that checks and forwards what peers send,
+//! The peer transport's two ends: a tonic server that checks and forwards what peers send,
 //! and a per-peer client that keeps one channel and one long-lived append stream.
 //!
-//! Not yet here: reconnect with backoff (a client whose stream ended reports it through
-//! [`PeerClient::closed`] and must be connected again by its owner), and batching of
-//! several envelopes into one frame beyond what HTTP/2 already does.
+//! [`PeerClient`] is the plain connection: it does not reconnect (a client whose stream
+//! ended reports it through [`PeerClient::closed`]). A node sends through
+//! [`PeerSender`](crate::PeerSender), which owns a connection like this one and reconnects
+//! with backoff.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use d_engine_core::{Envelope, NodeId};
 use tokio::net::TcpListener;
@@ -17,6 +19,7 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{ClusterEnvelope, envelope_to_proto};
+use crate::faults::NetworkFaults;
 use crate::proto;
 use crate::proto::raft_client::RaftClient;
 
@@ -87,16 +90,38 @@ pub enum TransportError {
 }
 
 /// The server side: accepts envelopes of this node's cluster and hands them to `inbound`.
+///
+/// Clones share one shutdown switch ([`close_streams`](Self::close_streams)).
 #[derive(Clone, Debug)]
 pub struct PeerServer {
     config: TransportConfig,
     inbound: mpsc::Sender<Envelope>,
+    faults: Option<NetworkFaults>,
+    /// `true` once the server is shutting down: open append streams end, new ones are refused.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl PeerServer {
     /// A server for the node of `config`, forwarding accepted envelopes to `inbound`.
     pub fn new(config: TransportConfig, inbound: mpsc::Sender<Envelope>) -> PeerServer {
-        PeerServer { config, inbound }
+        PeerServer { config, inbound, faults: None, closing: Arc::new(watch::channel(false).0) }
+    }
+
+    /// Discards envelopes from the peers `faults` cuts: accepted, then dropped unseen, as a
+    /// partition would lose them.
+    pub fn with_faults(mut self, faults: NetworkFaults) -> PeerServer {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Ends every open append stream with `UNAVAILABLE` and refuses new ones.
+    ///
+    /// Peers hold their append streams open for as long as they run, and a tonic server's
+    /// graceful shutdown waits for every open stream: call this first when serving
+    /// [`into_service`](Self::into_service) from a server of your own. [`serve`](Self::serve)
+    /// does it when its `shutdown` completes.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// The tonic service, with the message size limit set.
@@ -111,6 +136,11 @@ impl PeerServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), TransportError> {
+        let server = self.clone();
+        let shutdown = async move {
+            shutdown.await;
+            server.close_streams();
+        };
         Server::builder()
             .add_service(self.into_service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -135,8 +165,15 @@ impl PeerServer {
                 envelope.to.0, self.config.node_id.0
             )));
         }
-        self.inbound.send(envelope).await.map_err(|_| Status::unavailable("the node is shutting down"))
+        if self.faults.as_ref().is_some_and(|faults| faults.is_cut(envelope.from)) {
+            return Ok(());
+        }
+        self.inbound.send(envelope).await.map_err(|_| shutting_down())
     }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the node is shutting down")
 }
 
 type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<proto::Envelope, Status>> + Send>>;
@@ -149,14 +186,29 @@ impl proto::raft_server::Raft for PeerServer {
         &self,
         request: Request<Streaming<proto::Envelope>>,
     ) -> Result<Response<EnvelopeStream>, Status> {
+        let mut closing = self.closing.subscribe();
+        if *closing.borrow() {
+            return Err(shutting_down());
+        }
         let mut incoming = request.into_inner();
         let (refusal_tx, refusal_rx) = mpsc::channel(1);
         let server = self.clone();
         tokio::spawn(async move {
             // Ends when the sender closes the stream or goes away (an error there is its
-            // own), or at the first refused envelope, whose status ends the response stream.
-            while let Ok(Some(wire)) = incoming.message().await {
-                if let Err(status) = server.accept(wire).await {
+            // own), at the first refused envelope, whose status ends the response stream, or
+            // when the server shuts down.
+            loop {
+                let closed = async {
+                    let _ = closing.wait_for(|closing| *closing).await;
+                };
+                let refusal = tokio::select! {
+                    message = incoming.message() => match message {
+                        Ok(Some(wire)) => server.accept(wire).await.err(),
+                        _ => return,
+                    },
+                    () = closed => Some(shutting_down()),
+                };
+                if let Some(status) = refusal {
                     let _ = refusal_tx.send(Err(status)).await;
                     return;
                 }
@@ -243,28 +295,38 @@ impl PeerClient {
     }
 
     fn encode(&self, envelope: &Envelope) -> Result<proto::Envelope, TransportError> {
-        if envelope.from != self.config.node_id || envelope.to != self.peer {
-            return Err(TransportError::Misaddressed {
-                from: envelope.from,
-                to: envelope.to,
-                client_from: self.config.node_id,
-                client_to: self.peer,
-            });
-        }
-        let wire = envelope_to_proto(&self.config.cluster_id, envelope);
-        // Checked here, not only by tonic: tonic's own encode-side limit resets the HTTP/2
-        // stream with an opaque INTERNAL error, and on the append stream it would end the
-        // stream for every envelope queued behind this one.
-        let bytes = prost::Message::encoded_len(&wire);
-        if bytes > self.config.max_message_bytes {
-            return Err(TransportError::TooLarge { bytes, max_bytes: self.config.max_message_bytes });
-        }
-        Ok(wire)
+        encode(&self.config, self.peer, envelope)
     }
 }
 
+/// Checks that `envelope` goes from `config`'s node to `peer` and fits the message limit,
+/// and encodes it.
+pub(crate) fn encode(
+    config: &TransportConfig,
+    peer: NodeId,
+    envelope: &Envelope,
+) -> Result<proto::Envelope, TransportError> {
+    if envelope.from != config.node_id || envelope.to != peer {
+        return Err(TransportError::Misaddressed {
+            from: envelope.from,
+            to: envelope.to,
+            client_from: config.node_id,
+            client_to: peer,
+        });
+    }
+    let wire = envelope_to_proto(&config.cluster_id, envelope);
+    // Checked here, not only by tonic: tonic's own encode-side limit resets the HTTP/2
+    // stream with an opaque INTERNAL error, and on the append stream it would end the
+    // stream for every envelope queued behind this one.
+    let bytes = prost::Message::encoded_len(&wire);
+    if bytes > config.max_message_bytes {
+        return Err(TransportError::TooLarge { bytes, max_bytes: config.max_message_bytes });
+    }
+    Ok(wire)
+}
+
 /// Reads the server's side of the append stream to its end: its refusal status, if any.
-async fn drain(mut responses: Streaming<proto::Envelope>) -> Result<(), Status> {
+pub(crate) async fn drain(mut responses: Streaming<proto::Envelope>) -> Result<(), Status> {
     while responses.message().await?.is_some() {}
     Ok(())
 }
