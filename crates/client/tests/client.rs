@@ -220,6 +220,59 @@ async fn a_proposal_left_unanswered_times_out_and_is_not_retried() {
     assert_eq!(proposals(&leader), 0, "never sent again elsewhere: it may have run");
 }
 
+/// A TCP relay to `target` whose connections can all be cut at once, as a crashed node or a
+/// network failure would: returns its address and the switch.
+async fn relay(target: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let address = format!("http://{}", listener.local_addr().expect("a bound address"));
+    let target = target.trim_start_matches("http://").to_owned();
+    let (cut, cut_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        let accept = async {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            () = accept => {}
+            _ = cut_rx => {}
+        }
+        // Dropping the set closes every relayed connection.
+    });
+    (address, cut)
+}
+
+#[tokio::test]
+async fn a_proposal_whose_connection_breaks_after_sending_is_not_retried() {
+    let hanging = start(1, Behaviour::Hang).await;
+    let leader = start(2, Behaviour::Leader).await;
+    let (relayed, cut) = relay(&hanging.address).await;
+    let client = connect(config(&[&relayed, &leader.address])).await;
+
+    let proposal = tokio::spawn({
+        let client = client.clone();
+        async move { client.propose(&b"x=1"[..]).await }
+    });
+    guarded(async {
+        while proposals(&hanging) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    cut.send(()).expect("the relay runs");
+
+    let proposed = guarded(proposal).await.expect("the call task");
+    assert!(matches!(proposed, Err(ClientError::Unavailable(_))), "outcome unknown: {proposed:?}");
+    assert_eq!(proposals(&leader), 0, "never sent again elsewhere: it may have run");
+}
+
 #[tokio::test]
 async fn invalid_argument_surfaces_without_retry() {
     let refusing = start(1, Behaviour::Invalid).await;
