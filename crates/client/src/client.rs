@@ -287,16 +287,17 @@ impl Client {
         let mut delay = initial;
         let mut route = Route::new(&config.endpoints, self.leader());
         let mut retries = 0;
+        let mut last_error = None;
         loop {
             let (address, fresh) = route.next();
             if !fresh {
                 // Every known node failed once since the last pause: wait before another round,
                 // unless the wait would outlast the deadline. No request is in flight, so the
-                // last failure (known not to have executed anything) is the answer then.
+                // last failure (one that was safe to retry) is the answer then.
                 if Instant::now() + delay >= deadline {
-                    return Err(ClientError::Unavailable(format!(
-                        "no node answered before the deadline; last tried {address}"
-                    )));
+                    return Err(last_error.unwrap_or_else(|| {
+                        ClientError::Unavailable(format!("no node answered before the deadline; last tried {address}"))
+                    }));
                 }
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2).min(max);
@@ -322,9 +323,12 @@ impl Client {
             } else if failure.discredits_node() {
                 self.forget_leader(&address);
             }
-            if !failure.retryable(retry) || retries >= config.max_retries {
-                return Err(failure.into_error());
+            let retryable = failure.retryable(retry);
+            let error = failure.into_error();
+            if !retryable || retries >= config.max_retries {
+                return Err(error);
             }
+            last_error = Some(error);
             retries += 1;
         }
     }
