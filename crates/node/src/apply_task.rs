@@ -1,0 +1,106 @@
+//! The apply thread: feeds committed entries to the state machine in log order, answers
+//! the proposals waiting for them, and builds and installs snapshots.
+//!
+//! The state machine sits behind a read-write lock: this thread takes the write lock for
+//! one batch at a time, reads (serializable, or after a ReadIndex round) take the read lock.
+//! `applied` is published after the batch is visible to readers, so a read that waited for
+//! index `i` always sees the effect of entry `i`.
+
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use d_engine_core::storage::Snapshot;
+use d_engine_core::{Entry, EntryPayload, LogIndex};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
+
+use crate::application::Application;
+use crate::error::{NodeError, RequestError};
+use crate::messages::{Applied, ApplyCommand, Completion, StorageCommand, Waiters};
+
+pub(crate) struct ApplyTask<S> {
+    pub(crate) state_machine: Arc<RwLock<S>>,
+    pub(crate) commands: UnboundedReceiver<ApplyCommand>,
+    pub(crate) completions: UnboundedSender<Completion>,
+    pub(crate) storage: UnboundedSender<StorageCommand>,
+    pub(crate) waiters: Waiters,
+    pub(crate) applied: watch::Sender<LogIndex>,
+}
+
+impl<S: Application> ApplyTask<S> {
+    pub(crate) fn spawn(self, node: u64) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name(format!("d-engine-{node}-apply")).spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        while let Some(command) = self.commands.blocking_recv() {
+            let result = match command {
+                ApplyCommand::Entries(entries) => self.apply(entries),
+                ApplyCommand::BuildSnapshot => self.build_snapshot(),
+                ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
+            };
+            if let Err(error) = result {
+                tracing::error!(%error, "the state machine failed; the node stops");
+                let _ = self.completions.send(Completion::Failed(error));
+                return;
+            }
+        }
+    }
+
+    fn apply(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
+        let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Entries a snapshot installed meanwhile already covers are skipped.
+        let applied = state_machine.last_applied().index;
+        entries.retain(|entry| entry.log_id.index > applied);
+        let Some(last) = entries.last().map(|entry| entry.log_id.index) else { return Ok(()) };
+        assert_eq!(entries[0].log_id.index, applied.next(), "entries are applied in order, without gaps");
+        let outputs = state_machine.apply(&entries)?;
+        drop(state_machine);
+        assert_eq!(outputs.len(), entries.len(), "the state machine returns one output per entry");
+        self.answer(&entries, outputs);
+        self.applied.send_replace(last);
+        let _ = self.completions.send(Completion::Applied(last));
+        Ok(())
+    }
+
+    fn answer(&self, entries: &[Entry], outputs: Vec<bytes::Bytes>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (entry, output) in entries.iter().zip(outputs) {
+            let Some(waiter) = waiters.remove(&entry.log_id.index) else { continue };
+            let result = if waiter.log_id == entry.log_id {
+                let output =
+                    if matches!(entry.payload, EntryPayload::Command(_)) { output } else { Default::default() };
+                Ok(Applied { log_id: entry.log_id, output })
+            } else {
+                Err(RequestError::Aborted)
+            };
+            let _ = waiter.reply.send(result);
+        }
+    }
+
+    fn build_snapshot(&mut self) -> Result<(), NodeError> {
+        let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last_included, data) = state_machine.build_snapshot()?;
+        drop(state_machine);
+        let _ = self.completions.send(Completion::SnapshotBuilt { last_included, data });
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let covered = snapshot.meta.last_included.index;
+        let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state_machine.install_snapshot(&snapshot)?;
+        drop(state_machine);
+        // Proposals the snapshot covers may or may not be in it: their outcome is unknown here.
+        let mut waiters = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let later = waiters.split_off(&covered.next());
+        for (_, waiter) in std::mem::replace(&mut *waiters, later) {
+            let reason = "a snapshot from the leader replaced the state before the entry was seen applied";
+            let _ = waiter.reply.send(Err(RequestError::OutcomeUnknown(reason.into())));
+        }
+        drop(waiters);
+        self.applied.send_replace(covered);
+        let _ = self.storage.send(StorageCommand::SaveInstalledSnapshot(snapshot));
+        Ok(())
+    }
+}

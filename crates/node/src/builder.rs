@@ -1,0 +1,246 @@
+//! [`NodeBuilder`]: assembles a node from settings, a state machine and (optionally) a log
+//! store and a transport, then starts its tasks.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use d_engine_core::storage::{RecoveredLog, StateStore, StorageError};
+use d_engine_core::{LogIndex, NodeId, Raft};
+use d_engine_grpc::NetworkFaults;
+use d_engine_memory::{MemLogStore, MemStateStore};
+use d_engine_redb::{RedbLogStore, RedbStateStore};
+use d_engine_sled::{SledLogStore, SledStateStore};
+use tokio::sync::{mpsc, watch};
+
+use crate::application::Application;
+use crate::apply_task::ApplyTask;
+use crate::error::NodeError;
+use crate::event_loop::EventLoop;
+use crate::handle::{Inner, Node, Tasks};
+use crate::server;
+use crate::settings::{Settings, StorageKind};
+use crate::snapshot_file::SnapshotStore;
+use crate::status::NodeStatus;
+use crate::storage_task::{BoxedLogStore, StorageTask};
+use crate::transport::{AddressBook, GrpcTransport, Transport};
+
+/// A state store the caller can own and hand to a state machine.
+pub type BoxedStateStore = Box<dyn StateStore + Send + Sync>;
+
+/// Builds and starts a node.
+///
+/// Defaults: the log in the adapter `settings.node.storage` names (redb unless set) under
+/// `data_dir/log`, the snapshot in `data_dir/snapshot`, gRPC to peers. The state machine
+/// is always the caller's; [`open_state_store`] opens a matching state store for it.
+pub struct NodeBuilder<S> {
+    settings: Settings,
+    state_machine: S,
+    log_store: Option<BoxedLogStore>,
+    transport: Option<Box<dyn Transport>>,
+    shutdown: Option<watch::Receiver<()>>,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl<S: Application> NodeBuilder<S> {
+    /// A builder for the node `settings` describe, running `state_machine`.
+    pub fn new(settings: Settings, state_machine: S) -> NodeBuilder<S> {
+        NodeBuilder { settings, state_machine, log_store: None, transport: None, shutdown: None, listener: None }
+    }
+
+    /// Uses this log store instead of the one the settings name.
+    pub fn log_store(mut self, store: BoxedLogStore) -> Self {
+        self.log_store = Some(store);
+        self
+    }
+
+    /// Uses this transport to reach peers instead of gRPC (the gRPC server still runs, for
+    /// clients and peers that use it).
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Shuts the node down gracefully when `signal` changes or its sender is dropped: stop
+    /// accepting, answer what is in flight, sync, close.
+    pub fn shutdown_signal(mut self, signal: watch::Receiver<()>) -> Self {
+        self.shutdown = Some(signal);
+        self
+    }
+
+    /// Serves on this already bound listener instead of binding `peer_addr` (tests bind
+    /// port 0 first to learn a free port).
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Opens storage, recovers, binds the listen address and starts the node's tasks.
+    /// Must be called inside a tokio runtime.
+    pub async fn start(self) -> Result<Node<S>, NodeError> {
+        let NodeBuilder { settings, mut state_machine, log_store, transport, shutdown, listener } = self;
+        settings.validate()?;
+        let id = NodeId(settings.node.id);
+        let log = match log_store {
+            Some(store) => store,
+            None => open_log_store(&settings)?,
+        };
+        let snapshots = match settings.node.storage {
+            StorageKind::Memory => SnapshotStore::in_memory(),
+            _ => SnapshotStore::open(&settings.node.data_dir.join("snapshot"))?,
+        };
+        let mut recovered = RecoveredLog::read(&*log)?;
+        if let Some(snapshot) = snapshots.latest() {
+            if snapshot.meta.last_included.index > state_machine.last_applied().index {
+                state_machine.install_snapshot(snapshot)?;
+            }
+            recovered.snapshot = Some(snapshot.meta.clone());
+        }
+        let applied = state_machine.last_applied().index;
+        let log_end =
+            recovered.last_log_id.index.max(recovered.snapshot.as_ref().map_or(LogIndex(0), |s| s.last_included.index));
+        if applied > log_end {
+            return Err(NodeError::Inconsistent(format!(
+                "the state machine applied up to index {applied}, but the log and snapshot end at {log_end}: \
+                 the state and the log come from different data directories or runs"
+            )));
+        }
+        let core =
+            Raft::new(id, settings.core_config(), settings.bootstrap_membership(), &recovered, applied, seed(id))?;
+
+        let listener = match listener {
+            Some(listener) => listener,
+            None => bind(&settings)?,
+        };
+        let listen_addr =
+            listener.local_addr().map_err(|source| NodeError::Bind { address: settings.listen_addr(), source })?;
+        listener.set_nonblocking(true).map_err(|source| NodeError::Bind { address: listen_addr, source })?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|source| NodeError::Bind { address: listen_addr, source })?;
+
+        let addresses = Arc::new(AddressBook::from_settings(&settings));
+        let faults = NetworkFaults::new();
+        let transport = transport
+            .unwrap_or_else(|| Box::new(GrpcTransport::new(&settings, Arc::clone(&addresses), faults.clone())));
+        let (shutdown_tx, shutdown_rx) = watch::channel(());
+        if let Some(mut external) = shutdown {
+            let trigger = shutdown_tx.clone();
+            tokio::spawn(async move {
+                let _ = external.changed().await;
+                trigger.send_replace(());
+            });
+        }
+
+        let (storage_tx, storage_rx) = mpsc::unbounded_channel();
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let (completions_tx, completions_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = mpsc::channel(settings.transport.request_queue);
+        let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let waiters = Arc::new(Mutex::new(Default::default()));
+        let state_machine = Arc::new(RwLock::new(state_machine));
+        let initial_status = NodeStatus {
+            id,
+            role: core.role(),
+            term: core.status().term,
+            leader: None,
+            commit: core.status().commit,
+            applied,
+            last_log_index: core.status().last_log_id.index,
+            membership: core.membership().clone(),
+            stopped: None,
+        };
+        let (status_tx, status_rx) = watch::channel(initial_status);
+
+        let spawn_error = |error: std::io::Error| NodeError::Task(format!("cannot start a thread: {error}"));
+        let storage_thread =
+            StorageTask { log, snapshots, commands: storage_rx, completions: completions_tx.clone(), apply: apply_tx }
+                .spawn(id.0)
+                .map_err(spawn_error)?;
+        let apply_thread = ApplyTask {
+            state_machine: Arc::clone(&state_machine),
+            commands: apply_rx,
+            completions: completions_tx,
+            storage: storage_tx.clone(),
+            waiters: Arc::clone(&waiters),
+            applied: applied_tx,
+        }
+        .spawn(id.0)
+        .map_err(spawn_error)?;
+        let event_loop = EventLoop {
+            core,
+            transport,
+            requests: requests_rx,
+            inbound: inbound_rx,
+            completions: completions_rx,
+            storage: storage_tx,
+            waiters,
+            reads: HashMap::new(),
+            next_read: 0,
+            status: status_tx,
+            shutdown: shutdown_rx.clone(),
+            tick: settings.tick(),
+            addresses: Arc::clone(&addresses),
+        };
+        let event_loop = tokio::spawn(event_loop.run());
+
+        let node = Node {
+            inner: Arc::new(Inner {
+                id,
+                cluster_id: settings.cluster.id.clone(),
+                listen_addr,
+                requests: requests_tx,
+                inbound: inbound_tx.clone(),
+                state_machine,
+                applied: applied_rx,
+                status: status_rx,
+                addresses,
+                max_command_bytes: settings.transport.max_command_bytes,
+                faults: faults.clone(),
+                shutdown: shutdown_tx,
+                tasks: Mutex::new(None),
+            }),
+        };
+        let server =
+            tokio::spawn(server::serve(node.clone(), settings.clone(), listener, inbound_tx, faults, shutdown_rx));
+        *node.inner.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(Tasks { event_loop, server, threads: vec![storage_thread, apply_thread] });
+        tracing::info!(node = id.0, cluster = %settings.cluster.id, address = %listen_addr, "node started");
+        Ok(node)
+    }
+}
+
+/// Opens the log store `settings.node.storage` names, under `data_dir/log`.
+pub fn open_log_store(settings: &Settings) -> Result<BoxedLogStore, StorageError> {
+    let dir = settings.node.data_dir.join("log");
+    Ok(match settings.node.storage {
+        StorageKind::Redb => Box::new(RedbLogStore::open(&dir)?),
+        StorageKind::Sled => Box::new(SledLogStore::open(&dir)?),
+        StorageKind::Memory => Box::new(MemLogStore::new()),
+    })
+}
+
+/// Opens a state store of the adapter `settings.node.storage` names, under `data_dir/state`,
+/// for the application's state machine.
+pub fn open_state_store(settings: &Settings) -> Result<BoxedStateStore, StorageError> {
+    open_state_store_at(settings.node.storage, &settings.node.data_dir.join("state"))
+}
+
+fn open_state_store_at(kind: StorageKind, dir: &Path) -> Result<BoxedStateStore, StorageError> {
+    Ok(match kind {
+        StorageKind::Redb => Box::new(RedbStateStore::open(dir)?),
+        StorageKind::Sled => Box::new(SledStateStore::open(dir)?),
+        StorageKind::Memory => Box::new(MemStateStore::default()),
+    })
+}
+
+fn bind(settings: &Settings) -> Result<std::net::TcpListener, NodeError> {
+    let address = settings.listen_addr();
+    std::net::TcpListener::bind(address).map_err(|source| NodeError::Bind { address, source })
+}
+
+/// The core's election randomness: distinct per node and per start.
+fn seed(id: NodeId) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}

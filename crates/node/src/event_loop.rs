@@ -1,0 +1,269 @@
+//! The event loop: the one task that owns the core.
+//!
+//! It waits for the next input — a completion from the storage or apply thread, a peer
+//! message, a client request, a tick — then takes whatever else is already queued (up to
+//! `BATCH_MAX` of each kind), so that a burst of proposals becomes one write and one
+//! append message per peer, and only then drains the core's outputs and hands each to
+//! the task that carries it out. Completions go first: they release held messages and
+//! advance commit. Nothing here blocks: storage and the state machine run on their own
+//! threads, peers behind non-blocking senders.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use d_engine_core::{
+    Envelope, MembershipChangeError, NodeId, Output, ProposeError, Raft, ReadError, ReadId, TransferError,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::error::{NodeError, RequestError};
+use crate::messages::{Completion, Reply, Request, StorageCommand, Waiter, Waiters};
+use crate::status::NodeStatus;
+use crate::transport::{AddressBook, Transport};
+
+const BATCH_MAX: usize = 512;
+
+pub(crate) struct EventLoop {
+    pub(crate) core: Raft,
+    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) requests: mpsc::Receiver<Request>,
+    pub(crate) inbound: mpsc::Receiver<Envelope>,
+    pub(crate) completions: mpsc::UnboundedReceiver<Completion>,
+    pub(crate) storage: mpsc::UnboundedSender<StorageCommand>,
+    pub(crate) waiters: Waiters,
+    pub(crate) reads: HashMap<ReadId, Reply<d_engine_core::LogIndex>>,
+    pub(crate) next_read: u64,
+    pub(crate) status: watch::Sender<NodeStatus>,
+    pub(crate) shutdown: watch::Receiver<()>,
+    pub(crate) tick: Duration,
+    pub(crate) addresses: Arc<AddressBook>,
+}
+
+impl EventLoop {
+    /// Runs until the shutdown signal or a fatal error, then stops the storage thread
+    /// (which syncs) and answers every waiting request.
+    pub(crate) async fn run(mut self) -> Result<(), NodeError> {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                biased;
+                // A dropped sender counts as a signal: nobody is left to send it.
+                _ = self.shutdown.changed() => break Ok(()),
+                Some(completion) = self.completions.recv() => {
+                    if let Err(error) = self.on_completion(completion) {
+                        break Err(error);
+                    }
+                }
+                Some(envelope) = self.inbound.recv() => self.core.step(envelope),
+                Some(request) = self.requests.recv() => self.on_request(request),
+                _ = ticker.tick() => self.core.tick(),
+            }
+            if let Err(error) = self.take_ready() {
+                break Err(error);
+            }
+            self.carry_out();
+            self.publish_status(None);
+        };
+        self.stop(result)
+    }
+
+    /// Takes inputs that are already queued, without waiting.
+    fn take_ready(&mut self) -> Result<(), NodeError> {
+        while let Ok(completion) = self.completions.try_recv() {
+            self.on_completion(completion)?;
+        }
+        for _ in 0..BATCH_MAX {
+            let Ok(envelope) = self.inbound.try_recv() else { break };
+            self.core.step(envelope);
+        }
+        for _ in 0..BATCH_MAX {
+            let Ok(request) = self.requests.try_recv() else { break };
+            self.on_request(request);
+        }
+        Ok(())
+    }
+
+    fn on_completion(&mut self, completion: Completion) -> Result<(), NodeError> {
+        match completion {
+            Completion::Persisted(id) => self.core.persisted(id),
+            Completion::EntriesLoaded { peer, term, entries } => self.core.entries_loaded(peer, term, entries),
+            Completion::Applied(index) => self.core.applied(index),
+            Completion::SnapshotBuilt { last_included, data } => match self.core.snapshot_built(last_included) {
+                // Queued before any output that follows, so the storage thread saves it
+                // before the write that purges the log it covers.
+                Ok(meta) => {
+                    let snapshot = d_engine_core::storage::Snapshot { meta, data };
+                    self.to_storage(StorageCommand::SaveBuiltSnapshot(snapshot));
+                }
+                Err(error) => tracing::debug!(%error, "snapshot not recorded"),
+            },
+            Completion::SnapshotLoaded { peer, term, snapshot } => self.core.snapshot_loaded(peer, term, snapshot),
+            Completion::SnapshotInstalled(meta) => self.core.snapshot_installed(meta),
+            Completion::Failed(error) => return Err(error),
+        }
+        Ok(())
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Propose { command, reply } => match self.core.propose(command) {
+                Ok(log_id) => self.wait_for_apply(log_id, reply),
+                Err(ProposeError::NotLeader { leader }) => {
+                    let _ = reply.send(Err(self.not_leader(leader)));
+                }
+                Err(ProposeError::TransferInProgress { target }) => {
+                    let _ = reply.send(Err(self.not_leader(Some(target))));
+                }
+            },
+            Request::Read { policy, reply } => {
+                self.next_read += 1;
+                let id = ReadId(self.next_read);
+                match self.core.read(id, policy) {
+                    Ok(()) => {
+                        self.reads.insert(id, reply);
+                    }
+                    Err(ReadError::NotLeader { leader }) => {
+                        let _ = reply.send(Err(self.not_leader(leader)));
+                    }
+                }
+            }
+            Request::ChangeMembership { change, reply } => match self.core.change_membership(change) {
+                Ok(log_id) => self.wait_for_apply(log_id, reply),
+                Err(MembershipChangeError::NotLeader { leader }) => {
+                    let _ = reply.send(Err(self.not_leader(leader)));
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(RequestError::Refused(error.to_string())));
+                }
+            },
+            Request::TransferLeadership { target, reply } => {
+                let result = match self.core.transfer_leadership(target) {
+                    Ok(()) => Ok(()),
+                    Err(TransferError::NotLeader { leader }) => Err(self.not_leader(leader)),
+                    Err(error) => Err(RequestError::InvalidArgument(error.to_string())),
+                };
+                let _ = reply.send(result);
+            }
+            Request::TriggerSnapshot => self.core.trigger_snapshot(),
+        }
+    }
+
+    fn wait_for_apply(&mut self, log_id: d_engine_core::LogId, reply: Reply<crate::messages::Applied>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A slot reused by a newer proposal: the older one was overwritten before it applied.
+        if let Some(old) = waiters.insert(log_id.index, Waiter { log_id, reply }) {
+            let _ = old.reply.send(Err(RequestError::Aborted));
+        }
+    }
+
+    fn not_leader(&self, leader: Option<NodeId>) -> RequestError {
+        let address = leader.and_then(|id| self.addresses.get(id)).map(|addresses| addresses.peer_url.clone());
+        RequestError::NotLeader { leader, address }
+    }
+
+    /// Drains the core's outputs until it is quiet, handing each to its task.
+    fn carry_out(&mut self) {
+        loop {
+            let outputs = self.core.take_outputs();
+            if outputs.is_empty() {
+                return;
+            }
+            for output in outputs {
+                match output {
+                    Output::Persist(write) => self.to_storage(StorageCommand::Persist(write)),
+                    Output::Send(envelope) => self.transport.send(envelope),
+                    Output::Apply { first, last } => self.to_storage(StorageCommand::Apply { first, last }),
+                    Output::LoadEntries { peer, term, first, last } => {
+                        self.to_storage(StorageCommand::LoadEntries { peer, term, first, last })
+                    }
+                    Output::BuildSnapshot => self.to_storage(StorageCommand::BuildSnapshot),
+                    Output::LoadSnapshot { peer, term } => self.to_storage(StorageCommand::LoadSnapshot { peer, term }),
+                    Output::InstallSnapshot(snapshot) => self.to_storage(StorageCommand::InstallSnapshot(snapshot)),
+                    Output::ReadReady { id, index } => {
+                        if let Some(reply) = self.reads.remove(&id) {
+                            let _ = reply.send(Ok(index));
+                        }
+                    }
+                    Output::ReadFailed { id, error: ReadError::NotLeader { leader } } => {
+                        if let Some(reply) = self.reads.remove(&id) {
+                            let _ = reply.send(Err(self.not_leader(leader)));
+                        }
+                    }
+                    Output::RoleChanged { role, term, leader } => {
+                        tracing::info!(node = self.core.status().id.0, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_storage(&self, command: StorageCommand) {
+        // The storage thread ends only after `Stop` or a failure, which is reported as a completion.
+        let _ = self.storage.send(command);
+    }
+
+    fn publish_status(&self, stopped: Option<Result<(), String>>) {
+        let status = self.core.status();
+        let next = NodeStatus {
+            id: status.id,
+            role: status.role,
+            term: status.term,
+            leader: status.leader,
+            commit: status.commit,
+            applied: status.applied,
+            last_log_index: status.last_log_id.index,
+            membership: self.core.membership().clone(),
+            stopped,
+        };
+        self.status.send_if_modified(|current| {
+            if *current == next {
+                false
+            } else {
+                *current = next;
+                true
+            }
+        });
+    }
+
+    /// Answers every waiting request, asks the storage thread to sync and close.
+    fn stop(mut self, result: Result<(), NodeError>) -> Result<(), NodeError> {
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            refuse(request);
+        }
+        for (_, reply) in self.reads.drain() {
+            let _ = reply.send(Err(RequestError::ShuttingDown));
+        }
+        let mut waiters = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (_, waiter) in std::mem::take(&mut *waiters) {
+            let reason = "the node stopped before the entry was seen applied";
+            let _ = waiter.reply.send(Err(RequestError::OutcomeUnknown(reason.into())));
+        }
+        drop(waiters);
+        self.to_storage(StorageCommand::Stop);
+        let stopped = match &result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        };
+        self.publish_status(Some(stopped));
+        result
+    }
+}
+
+fn refuse(request: Request) {
+    match request {
+        Request::Propose { reply, .. } | Request::ChangeMembership { reply, .. } => {
+            let _ = reply.send(Err(RequestError::ShuttingDown));
+        }
+        Request::Read { reply, .. } => {
+            let _ = reply.send(Err(RequestError::ShuttingDown));
+        }
+        Request::TransferLeadership { reply, .. } => {
+            let _ = reply.send(Err(RequestError::ShuttingDown));
+        }
+        Request::TriggerSnapshot => {}
+    }
+}

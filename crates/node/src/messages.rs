@@ -1,0 +1,111 @@
+//! What the node's tasks say to each other.
+//!
+//! ```text
+//!  Node handle ──Request──▶ event loop (owns the core) ──StorageCommand──▶ storage thread
+//!  peers ──Envelope──────▶      ▲                                             │ (FIFO)
+//!                               └──────────Completion─────────────────────────┤
+//!                               └──────────Completion── apply thread ◀─ApplyCommand
+//! ```
+//! Every command that reads or writes the log, or must be ordered with respect to log
+//! writes, goes through the storage thread's one FIFO queue: a snapshot is saved before
+//! the write that purges the log it covers, entries are loaded after the write that
+//! appended them, and apply / build / install reach the apply thread in log order.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use d_engine_core::storage::{Snapshot, SnapshotMeta};
+use d_engine_core::{Entry, LogId, LogIndex, MembershipChange, NodeId, PersistRequest, ReadPolicy, Term, WriteId};
+use tokio::sync::oneshot;
+
+use crate::error::{NodeError, RequestError};
+
+/// A command applied by the state machine: where it sits and what it returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry's id.
+    pub log_id: LogId,
+    /// The state machine's output for it (empty for a membership change).
+    pub output: Bytes,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// A request from the node handle to the event loop.
+pub(crate) enum Request {
+    Propose { command: Bytes, reply: Reply<Applied> },
+    Read { policy: ReadPolicy, reply: Reply<LogIndex> },
+    ChangeMembership { change: MembershipChange, reply: Reply<Applied> },
+    TransferLeadership { target: NodeId, reply: Reply<()> },
+    TriggerSnapshot,
+}
+
+/// A completion reported back to the event loop.
+pub(crate) enum Completion {
+    Persisted(WriteId),
+    EntriesLoaded {
+        peer: NodeId,
+        term: Term,
+        entries: Vec<Entry>,
+    },
+    Applied(LogIndex),
+    SnapshotBuilt {
+        last_included: LogId,
+        data: Bytes,
+    },
+    SnapshotLoaded {
+        peer: NodeId,
+        term: Term,
+        snapshot: Snapshot,
+    },
+    SnapshotInstalled(SnapshotMeta),
+    /// Storage or the state machine failed: the node stops.
+    Failed(NodeError),
+}
+
+/// Work for the storage thread, carried out in order.
+pub(crate) enum StorageCommand {
+    Persist(PersistRequest),
+    /// Read committed entries and hand them to the apply thread.
+    Apply {
+        first: LogIndex,
+        last: LogIndex,
+    },
+    LoadEntries {
+        peer: NodeId,
+        term: Term,
+        first: LogIndex,
+        last: LogIndex,
+    },
+    /// Save a snapshot the state machine built.
+    SaveBuiltSnapshot(Snapshot),
+    /// Save a snapshot the apply thread installed, then report it installed.
+    SaveInstalledSnapshot(Snapshot),
+    LoadSnapshot {
+        peer: NodeId,
+        term: Term,
+    },
+    /// Forwarded to the apply thread in order.
+    BuildSnapshot,
+    /// Forwarded to the apply thread in order.
+    InstallSnapshot(Snapshot),
+    /// Finish what is queued, sync, close.
+    Stop,
+}
+
+/// Work for the apply thread, in log order.
+pub(crate) enum ApplyCommand {
+    Entries(Vec<Entry>),
+    BuildSnapshot,
+    InstallSnapshot(Snapshot),
+}
+
+/// A proposal waiting for its entry to be applied.
+pub(crate) struct Waiter {
+    pub(crate) log_id: LogId,
+    pub(crate) reply: Reply<Applied>,
+}
+
+/// Proposals by log index: the event loop registers, the apply thread answers.
+pub(crate) type Waiters = Arc<Mutex<BTreeMap<LogIndex, Waiter>>>;

@@ -1,0 +1,141 @@
+//! The storage thread: owns the log store and the snapshot store, and makes writes durable
+//! with group commit.
+//!
+//! It takes every command already queued (up to `GROUP_MAX`), carries them out in order —
+//! writes without syncing, reads (which see the unsynced writes before them), snapshot
+//! saves — then syncs once and reports the last write durable. One fsync covers every
+//! write the event loop produced meanwhile, which is what lets many clients share a disk
+//! flush. A storage error stops the thread and the node (fail closed): nothing after a
+//! failed write is ever reported durable.
+
+use std::thread::JoinHandle;
+
+use d_engine_core::storage::{LogStore, StorageError};
+use d_engine_core::{LogIndex, PersistRequest, WriteId};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::error::NodeError;
+use crate::messages::{ApplyCommand, Completion, StorageCommand};
+use crate::snapshot_file::SnapshotStore;
+
+const GROUP_MAX: usize = 4096;
+
+/// A log store the storage thread can own.
+pub type BoxedLogStore = Box<dyn LogStore + Send>;
+
+pub(crate) struct StorageTask {
+    pub(crate) log: BoxedLogStore,
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) commands: UnboundedReceiver<StorageCommand>,
+    pub(crate) completions: UnboundedSender<Completion>,
+    pub(crate) apply: UnboundedSender<ApplyCommand>,
+}
+
+impl StorageTask {
+    pub(crate) fn spawn(self, node: u64) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name(format!("d-engine-{node}-storage")).spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let mut group = Vec::new();
+        loop {
+            let Some(first) = self.commands.blocking_recv() else { break };
+            group.push(first);
+            while group.len() < GROUP_MAX {
+                match self.commands.try_recv() {
+                    Ok(command) => group.push(command),
+                    Err(_) => break,
+                }
+            }
+            match self.carry_out(&mut group) {
+                Ok(Continue::Yes) => {}
+                Ok(Continue::No) => break,
+                Err(error) => {
+                    tracing::error!(%error, "storage failed; the node stops");
+                    let _ = self.completions.send(Completion::Failed(NodeError::Storage(error)));
+                    return;
+                }
+            }
+        }
+        if let Err(error) = self.log.sync() {
+            tracing::error!(%error, "final sync failed");
+        }
+    }
+
+    fn carry_out(&mut self, group: &mut Vec<StorageCommand>) -> Result<Continue, StorageError> {
+        let mut last_write: Option<WriteId> = None;
+        let mut stop = false;
+        for command in group.drain(..) {
+            match command {
+                StorageCommand::Persist(write) => {
+                    write_to(&mut *self.log, &write)?;
+                    last_write = Some(write.id);
+                }
+                StorageCommand::Apply { first, last } => {
+                    let entries = self.log.entries(first..=last)?;
+                    self.forward(ApplyCommand::Entries(entries));
+                }
+                StorageCommand::LoadEntries { peer, term, first, last } => {
+                    let entries = match self.log.entries(first..=last) {
+                        Ok(entries) => entries,
+                        // Purged since the core asked: it falls back to a snapshot.
+                        Err(StorageError::Compacted { .. } | StorageError::Unavailable { .. }) => Vec::new(),
+                        Err(error) => return Err(error),
+                    };
+                    self.report(Completion::EntriesLoaded { peer, term, entries });
+                }
+                StorageCommand::SaveBuiltSnapshot(snapshot) => self.snapshots.save(snapshot)?,
+                StorageCommand::SaveInstalledSnapshot(snapshot) => {
+                    let meta = snapshot.meta.clone();
+                    self.snapshots.save(snapshot)?;
+                    self.report(Completion::SnapshotInstalled(meta));
+                }
+                StorageCommand::LoadSnapshot { peer, term } => {
+                    let snapshot = self.snapshots.latest().cloned().ok_or_else(|| {
+                        StorageError::Misuse("the core asked for a snapshot before one was saved".into())
+                    })?;
+                    self.report(Completion::SnapshotLoaded { peer, term, snapshot });
+                }
+                StorageCommand::BuildSnapshot => self.forward(ApplyCommand::BuildSnapshot),
+                StorageCommand::InstallSnapshot(snapshot) => self.forward(ApplyCommand::InstallSnapshot(snapshot)),
+                StorageCommand::Stop => stop = true,
+            }
+        }
+        if let Some(id) = last_write {
+            self.log.sync()?;
+            self.report(Completion::Persisted(id));
+        }
+        Ok(if stop { Continue::No } else { Continue::Yes })
+    }
+
+    fn forward(&self, command: ApplyCommand) {
+        // The apply thread only goes away when the node stops.
+        let _ = self.apply.send(command);
+    }
+
+    fn report(&self, completion: Completion) {
+        let _ = self.completions.send(completion);
+    }
+}
+
+enum Continue {
+    Yes,
+    No,
+}
+
+/// Carries out one write of the core, in the order its fields document: hard state,
+/// truncation, append, purge. Durable at the next sync.
+fn write_to(log: &mut (dyn LogStore + Send), write: &PersistRequest) -> Result<(), StorageError> {
+    if let Some(hard_state) = &write.hard_state {
+        log.save_hard_state(hard_state)?;
+    }
+    if let Some(from) = write.truncate_from {
+        debug_assert!(from > LogIndex(0), "index 0 is never truncated");
+        log.truncate_suffix(from)?;
+    }
+    log.append(&write.entries)?;
+    if let Some(upto) = write.purge_upto {
+        log.purge_prefix(upto)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! How the event loop reaches peers: the [`Transport`] trait, and its default, gRPC with one
+//! reconnecting, batching sender per peer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use d_engine_core::{Envelope, NodeId};
+use d_engine_grpc::{Backoff, NetworkFaults, PeerSender, TransportConfig};
+
+use crate::settings::Settings;
+
+/// Carries the core's messages to peers.
+///
+/// `send` is called from the event loop and must never block: queue the envelope or drop
+/// it. Raft tolerates loss (it retransmits), not a stalled event loop. Envelopes that
+/// peers send to this node reach it through [`crate::Node`]'s gRPC server (or, for a
+/// custom transport, through [`crate::Node::deliver`]).
+pub trait Transport: Send + 'static {
+    /// Hands `envelope` to its receiver, `envelope.to`; never blocks.
+    fn send(&mut self, envelope: Envelope);
+}
+
+/// Every node's addresses, from the settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressBook {
+    members: BTreeMap<NodeId, MemberAddresses>,
+}
+
+/// Where one node can be reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAddresses {
+    /// Peer RPC and d-engine client API, as a URL (`http://ip:port`).
+    pub peer_url: String,
+    /// The application's own client endpoint, as a URL, if it has one.
+    pub client_url: Option<String>,
+}
+
+impl AddressBook {
+    /// The addresses listed in `settings.cluster.members`.
+    pub fn from_settings(settings: &Settings) -> AddressBook {
+        let members = settings
+            .cluster
+            .members
+            .iter()
+            .map(|member| {
+                let addresses = MemberAddresses {
+                    peer_url: format!("http://{}", member.peer_addr),
+                    client_url: member.client_addr.as_ref().map(|address| format!("http://{address}")),
+                };
+                (NodeId(member.id), addresses)
+            })
+            .collect();
+        AddressBook { members }
+    }
+
+    /// The addresses of `id`, if listed.
+    pub fn get(&self, id: NodeId) -> Option<&MemberAddresses> {
+        self.members.get(&id)
+    }
+
+    /// Every listed node.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &MemberAddresses)> {
+        self.members.iter().map(|(id, addresses)| (*id, addresses))
+    }
+}
+
+/// The default transport: one [`PeerSender`] per peer, started at the first message for it.
+pub struct GrpcTransport {
+    config: TransportConfig,
+    backoff: Backoff,
+    addresses: Arc<AddressBook>,
+    faults: NetworkFaults,
+    senders: HashMap<NodeId, PeerSender>,
+}
+
+impl GrpcTransport {
+    /// A transport for the node of `settings`; `faults` is shared with its peer server.
+    pub fn new(settings: &Settings, addresses: Arc<AddressBook>, faults: NetworkFaults) -> GrpcTransport {
+        GrpcTransport {
+            config: transport_config(settings),
+            backoff: Backoff {
+                initial: Duration::from_millis(settings.transport.reconnect_initial_ms),
+                max: Duration::from_millis(settings.transport.reconnect_max_ms),
+            },
+            addresses,
+            faults,
+            senders: HashMap::new(),
+        }
+    }
+
+    fn sender(&mut self, peer: NodeId) -> Option<&PeerSender> {
+        if !self.senders.contains_key(&peer) {
+            let Some(addresses) = self.addresses.get(peer) else {
+                tracing::warn!(peer = peer.0, "no address for the peer in cluster.members; message dropped");
+                return None;
+            };
+            let sender = PeerSender::spawn_with_faults(
+                self.config.clone(),
+                peer,
+                addresses.peer_url.clone(),
+                self.backoff,
+                self.faults.clone(),
+            );
+            match sender {
+                Ok(sender) => {
+                    self.senders.insert(peer, sender);
+                }
+                Err(error) => {
+                    tracing::error!(peer = peer.0, %error, "cannot start a sender to the peer");
+                    return None;
+                }
+            }
+        }
+        self.senders.get(&peer)
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn send(&mut self, envelope: Envelope) {
+        if let Some(sender) = self.sender(envelope.to) {
+            sender.send(envelope);
+        }
+    }
+}
+
+/// The gRPC transport settings of a node.
+pub(crate) fn transport_config(settings: &Settings) -> TransportConfig {
+    let mut config = TransportConfig::new(NodeId(settings.node.id), settings.cluster.id.clone());
+    config.max_message_bytes = settings.transport.max_message_bytes;
+    config
+}
