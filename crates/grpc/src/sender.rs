@@ -101,6 +101,8 @@ struct Counters {
     dropped: AtomicU64,
     reconnects: AtomicU64,
     connected: AtomicBool,
+    /// The peer's last FAILED_PRECONDITION refusal (another cluster), cleared by a success.
+    refusal: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -110,6 +112,15 @@ impl Counters {
 
     fn dropped(&self, count: usize) {
         self.dropped.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// Records how a call ended: a FAILED_PRECONDITION refusal is kept (the peer says this
+    /// node is misconfigured, e.g. of another cluster), anything else clears it.
+    fn call_ended(&self, status: Option<&tonic::Status>) {
+        let refusal = status
+            .filter(|status| status.code() == tonic::Code::FailedPrecondition)
+            .map(|status| status.message().to_owned());
+        *self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = refusal;
     }
 }
 
@@ -237,6 +248,13 @@ impl PeerSender {
         queued
     }
 
+    /// The peer's last refusal of this node as misconfigured (FAILED_PRECONDITION, e.g. a
+    /// cluster id mismatch), until a later call succeeds. A node refused by most of its peers
+    /// is the misconfigured one.
+    pub fn refusal(&self) -> Option<String> {
+        self.link.counters.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> PeerSenderStats {
         let counters = &self.link.counters;
@@ -325,18 +343,20 @@ impl Drop for AppendStream {
 
 impl AppendStream {
     /// Opens the stream; `None` when the peer cannot be reached or refuses it.
-    async fn open(link: &Link) -> Option<AppendStream> {
+    async fn open(link: &Arc<Link>) -> Option<AppendStream> {
         let (outgoing, outgoing_rx) = mpsc::channel(MAX_BATCH);
         let (opened_tx, opened) = oneshot::channel();
         let (ended_tx, ended) = oneshot::channel::<()>();
         let mut client = link.client.clone();
+        let link = Arc::clone(link);
         let call = tokio::spawn(async move {
             let _ended = ended_tx;
             match client.append_stream(ReceiverStream::new(outgoing_rx)).await {
                 Ok(response) => {
                     let _ = opened_tx.send(true);
                     // Its end (a refusal or the connection's) is all the server ever writes.
-                    let _ = drain(response.into_inner()).await;
+                    let end = drain(response.into_inner()).await;
+                    link.counters.call_ended(end.as_ref().err());
                 }
                 Err(_) => {
                     let _ = opened_tx.send(false);
@@ -403,8 +423,15 @@ async fn run_unary_lane(link: Arc<Link>, mut queue: mpsc::Receiver<Envelope>) {
                 calls.spawn(async move {
                     let mut client = link.client.clone();
                     match tokio::time::timeout(UNARY_TIMEOUT, client.send(wire)).await {
-                        Ok(Ok(_)) => link.counters.sent(),
-                        _ => link.counters.dropped(1),
+                        Ok(Ok(_)) => {
+                            link.counters.sent();
+                            link.counters.call_ended(None);
+                        }
+                        Ok(Err(status)) => {
+                            link.counters.dropped(1);
+                            link.counters.call_ended(Some(&status));
+                        }
+                        Err(_) => link.counters.dropped(1),
                     }
                 });
             }

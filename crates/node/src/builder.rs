@@ -180,6 +180,7 @@ impl<S: Application> NodeBuilder<S> {
             status: status_tx,
             shutdown: shutdown_rx.clone(),
             tick: settings.tick(),
+            ticks: 0,
             addresses: Arc::clone(&addresses),
         };
         let event_loop = tokio::spawn(event_loop.run());

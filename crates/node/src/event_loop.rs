@@ -24,6 +24,8 @@ use crate::status::NodeStatus;
 use crate::transport::{AddressBook, Transport};
 
 const BATCH_MAX: usize = 512;
+/// How often the transport is asked whether peers refuse this node.
+const MISCONFIGURATION_CHECK_TICKS: u64 = 10;
 
 pub(crate) struct EventLoop {
     pub(crate) core: Raft,
@@ -38,6 +40,7 @@ pub(crate) struct EventLoop {
     pub(crate) status: watch::Sender<NodeStatus>,
     pub(crate) shutdown: watch::Receiver<()>,
     pub(crate) tick: Duration,
+    pub(crate) ticks: u64,
     pub(crate) addresses: Arc<AddressBook>,
 }
 
@@ -59,7 +62,15 @@ impl EventLoop {
                 }
                 Some(envelope) = self.inbound.recv() => self.core.step(envelope),
                 Some(request) = self.requests.recv() => self.on_request(request),
-                _ = ticker.tick() => self.core.tick(),
+                _ = ticker.tick() => {
+                    self.core.tick();
+                    self.ticks += 1;
+                    if self.ticks % MISCONFIGURATION_CHECK_TICKS == 0
+                        && let Some(reason) = self.transport.misconfiguration()
+                    {
+                        break Err(NodeError::WrongCluster(reason));
+                    }
+                }
             }
             if let Err(error) = self.take_ready() {
                 break Err(error);

@@ -19,6 +19,14 @@ use crate::settings::Settings;
 pub trait Transport: Send + 'static {
     /// Hands `envelope` to its receiver, `envelope.to`; never blocks.
     fn send(&mut self, envelope: Envelope);
+
+    /// Whether peers refuse this node as misconfigured (e.g. of another cluster): the
+    /// reason, once most of them do. The event loop polls it and stops the node, so that a
+    /// node started with the wrong settings exits with a clear message instead of
+    /// campaigning forever.
+    fn misconfiguration(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Every node's addresses, from the settings.
@@ -121,6 +129,19 @@ impl Transport for GrpcTransport {
         if let Some(sender) = self.sender(envelope.to) {
             sender.send(envelope);
         }
+    }
+
+    fn misconfiguration(&self) -> Option<String> {
+        let peers = self.addresses.iter().filter(|(id, _)| *id != self.config.node_id).count();
+        let mut refusals: Vec<(NodeId, String)> =
+            self.senders.iter().filter_map(|(id, sender)| sender.refusal().map(|reason| (*id, reason))).collect();
+        // Refused by a minority, it is the refusing peers that are misconfigured.
+        if peers == 0 || refusals.len() * 2 <= peers {
+            return None;
+        }
+        refusals.sort();
+        let ids: Vec<u64> = refusals.iter().map(|(id, _)| id.0).collect();
+        Some(format!("{} of {peers} peers (nodes {ids:?}) refuse this node: {}", refusals.len(), refusals[0].1))
     }
 }
 

@@ -149,3 +149,54 @@ async fn leadership_moves_to_the_asked_node() {
     assert_eq!(led.await, Ok(true), "node {target} did not take over");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_is_refused_and_stops_while_the_others_carry_on() {
+    let listeners = common::listeners(3);
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let cluster_id = if id == 3 { "another-cluster" } else { "test-cluster" };
+        let settings = common::settings(id, &ports, StorageKind::Memory, dir.path(), cluster_id);
+        let node = d_engine::NodeBuilder::new(settings, common::Registers::default()).listener(listener).start().await;
+        nodes.push(node.expect("the node starts"));
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(30), nodes[2].run()).await.expect("node 3 stops by itself");
+    match stopped {
+        Err(d_engine::NodeError::WrongCluster(reason)) => {
+            assert!(reason.contains("cluster id mismatch"), "the reason names the mismatch: {reason}")
+        }
+        other => panic!("node 3 must stop with WrongCluster, got {other:?}"),
+    }
+    // Nodes 1 and 2 are a quorum of three: they elect a leader and commit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if let Some(node) = nodes[..2].iter().find(|node| node.status().is_leader()) {
+            break node.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nodes 1 and 2 elect no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    leader.propose("still=working").await.expect("the remaining quorum commits");
+    for node in &nodes[..2] {
+        node.shutdown();
+        node.run().await.expect("a graceful stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_bind_error_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = common::settings(1, &[port], StorageKind::Memory, dir.path(), "test-cluster");
+    match d_engine::NodeBuilder::new(settings, common::Registers::default()).start().await {
+        Err(error @ d_engine::NodeError::Bind { .. }) => {
+            assert!(error.to_string().starts_with(&format!("cannot listen on 127.0.0.1:{port}")), "{error}")
+        }
+        Err(other) => panic!("expected a bind error, got {other}"),
+        Ok(_) => panic!("a taken port must not be served twice"),
+    }
+}
