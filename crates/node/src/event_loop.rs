@@ -65,7 +65,7 @@ impl EventLoop {
                 _ = ticker.tick() => {
                     self.core.tick();
                     self.ticks += 1;
-                    if self.ticks % MISCONFIGURATION_CHECK_TICKS == 0
+                    if self.ticks.is_multiple_of(MISCONFIGURATION_CHECK_TICKS)
                         && let Some(reason) = self.transport.misconfiguration()
                     {
                         break Err(NodeError::WrongCluster(reason));
