@@ -14,6 +14,11 @@
 //! A node's binary opens a state store, wraps it in a `KvStateMachine`, hands that to the
 //! node runtime, and serves `routes(node, KvServiceConfig::default())` on its client address.
 //!
+//! `KvStateMachine` is a d-engine `Application` (a d-engine client query is an encoded
+//! etcd `RangeRequest`). Programs that drive a node directly, like the examples, encode
+//! writes with [`put_command`] / [`delete_command`] for `Node::propose`, decode its output
+//! with [`output_revision`], and read a key with [`get`] inside `Node::read`.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use d_engine_kv::{ClusterView, KvServiceConfig, KvStateMachine, LocalReplica};
@@ -35,12 +40,15 @@
 //! [`StateMachine`]: d_engine_core::storage::StateMachine
 //! [`StateStore`]: d_engine_core::storage::StateStore
 
+mod application;
+mod commands;
 mod error;
 pub mod proto;
 mod replica;
 mod service;
 mod state_machine;
 
+pub use commands::{delete_command, get, output_revision, put_command};
 pub use error::KvError;
 pub use replica::{ClusterView, LocalReplica, MemberView, Replica, ReplicaError};
 pub use service::{DEFAULT_MAX_REQUEST_BYTES, KvServiceConfig, SERVER_VERSION, routes, serve};

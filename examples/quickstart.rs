@@ -1,0 +1,198 @@
+//! Quickstart: a 3-node d-engine cluster in one process, over real gRPC on 127.0.0.1, with
+//! redb storage in a temporary directory, running the replicated KV store of `d-engine-kv`.
+//!
+//! It elects a leader, writes 100 keys through it, reads one back linearizably, stops the
+//! leader, waits for a new one, checks that every acknowledged write survived, writes a few
+//! more, restarts the old leader from its data directory and waits until it has caught up.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+//!
+//! Exit status 0 when every step worked; otherwise a message and status 1. No step waits
+//! longer than 30 seconds.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use d_engine::{BoxedStateStore, Node, NodeBuilder, ReadConsistency, Settings};
+use d_engine_kv::{KvStateMachine, get, output_revision, put_command};
+
+/// The replicated KV store over whichever state store the settings name (redb here).
+type KvNode = Node<KvStateMachine<BoxedStateStore>>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const NODES: usize = 3;
+const FIRST_WRITES: usize = 100;
+const MORE_WRITES: usize = 10;
+/// The longest any one step may wait.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("quickstart failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Error> {
+    let started = Instant::now();
+    let data = tempfile::tempdir()?;
+    // Bind every node's port first, so that each settings file can name all of them.
+    let listeners = (0..NODES).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
+    let addresses = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
+    let settings =
+        (1..=NODES as u64).map(|id| node_settings(id, &addresses, data.path())).collect::<Result<Vec<_>, _>>()?;
+
+    let mut nodes: Vec<Option<KvNode>> = Vec::new();
+    for (settings, listener) in settings.iter().zip(listeners) {
+        nodes.push(Some(start(settings.clone(), Some(listener)).await?));
+    }
+    let list: Vec<String> = addresses.iter().map(SocketAddr::to_string).collect();
+    println!("started {NODES} nodes on {} (redb under {})", list.join(", "), data.path().display());
+
+    let leader = wait_for_leader(&nodes).await?;
+    let old_leader = leader.id().0;
+    println!("leader: node {old_leader} (term {})", leader.status().term.0);
+
+    let mut acknowledged = Vec::new();
+    write_keys(&leader, 0..FIRST_WRITES, &mut acknowledged).await?;
+    println!("wrote {FIRST_WRITES} keys through node {old_leader}");
+    let (key, value) = &acknowledged[FIRST_WRITES / 2];
+    let read = read_value(&leader, key).await?;
+    println!("linearizable read on node {old_leader}: {key} = {}", show(read.as_deref()));
+    if read.as_deref() != Some(value.as_bytes()) {
+        return Err(format!("{key} reads {}, not {value}", show(read.as_deref())).into());
+    }
+
+    // Stop the leader abruptly: in-process, a shutdown and wait is the closest thing to a kill.
+    drop(leader);
+    let slot = old_leader as usize - 1;
+    let stopped = nodes[slot].take().ok_or("the leader is not running")?;
+    stopped.shutdown();
+    stopped.run().await?;
+    drop(stopped);
+    println!("stopped the leader, node {old_leader}");
+
+    let leader = wait_for_leader(&nodes).await?;
+    let new_leader = leader.id().0;
+    println!("new leader: node {new_leader} (term {})", leader.status().term.0);
+    let verified = verify(&leader, &acknowledged).await?;
+    println!("all {verified} acknowledged writes are readable on node {new_leader} (linearizable)");
+    write_keys(&leader, FIRST_WRITES..FIRST_WRITES + MORE_WRITES, &mut acknowledged).await?;
+    println!("wrote {MORE_WRITES} more keys through node {new_leader}");
+
+    let restarted = start(settings[slot].clone(), None).await?;
+    let recovered = restarted.status().applied.0;
+    let target = leader.status().commit.0;
+    let mut status = restarted.watch_status();
+    tokio::time::timeout(STEP_TIMEOUT, status.wait_for(|status| status.applied.0 >= target))
+        .await
+        .map_err(|_| format!("node {old_leader} did not catch up to index {target} within {STEP_TIMEOUT:?}"))??;
+    println!(
+        "restarted node {old_leader} from its data directory (applied index {recovered}); caught up to index {target}"
+    );
+    let verified = verify(&leader, &acknowledged).await?;
+    nodes[slot] = Some(restarted);
+
+    println!(
+        "summary: {NODES} nodes, leader node {old_leader} -> node {new_leader}, {} writes acknowledged, {verified} verified, {:.1} s",
+        acknowledged.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(leader);
+    for node in nodes.into_iter().flatten() {
+        node.shutdown();
+        node.run().await?;
+    }
+    Ok(())
+}
+
+/// Node `id`'s settings: redb under `<data>/node<id>`, every node's address in the member list.
+fn node_settings(id: u64, addresses: &[SocketAddr], data: &Path) -> Result<Settings, Error> {
+    let members: Vec<String> =
+        addresses.iter().zip(1..).map(|(address, id)| format!("{{ id = {id}, peer_addr = \"{address}\" }}")).collect();
+    let data_dir = data.join(format!("node{id}"));
+    let text = format!(
+        "[node]\nid = {id}\ndata_dir = {data_dir:?}\nstorage = \"redb\"\n\n\
+         [cluster]\nid = \"quickstart\"\nmembers = [{}]\n\n\
+         # Short ticks: elections within a few hundred milliseconds on loopback.\n\
+         [raft]\ntick_ms = 20\n",
+        members.join(", ")
+    );
+    Ok(Settings::from_toml(&text)?)
+}
+
+/// Opens the node's state store, the KV state machine over it, and starts the node.
+async fn start(settings: Settings, listener: Option<TcpListener>) -> Result<KvNode, Error> {
+    let state_machine = KvStateMachine::open(d_engine::open_state_store(&settings)?)?;
+    let mut builder = NodeBuilder::new(settings, state_machine);
+    if let Some(listener) = listener {
+        builder = builder.listener(listener);
+    }
+    Ok(builder.start().await?)
+}
+
+/// The first running node that sees itself as leader.
+async fn wait_for_leader(nodes: &[Option<KvNode>]) -> Result<KvNode, Error> {
+    let search = async {
+        loop {
+            if let Some(leader) = nodes.iter().flatten().find(|node| node.status().is_leader()) {
+                return leader.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    Ok(tokio::time::timeout(STEP_TIMEOUT, search).await.map_err(|_| "no leader was elected within 30 s")?)
+}
+
+/// Puts `key-NNN = value-NNN` for each number through `leader`, recording each write the
+/// cluster acknowledged.
+async fn write_keys(
+    leader: &KvNode,
+    numbers: std::ops::Range<usize>,
+    acknowledged: &mut Vec<(String, String)>,
+) -> Result<(), Error> {
+    for n in numbers {
+        let (key, value) = (format!("key-{n:03}"), format!("value-{n:03}"));
+        let applied = tokio::time::timeout(STEP_TIMEOUT, leader.propose(put_command(key.clone(), value.clone())))
+            .await
+            .map_err(|_| format!("writing {key} took longer than {STEP_TIMEOUT:?}"))??;
+        output_revision(&applied.output)?;
+        acknowledged.push((key, value));
+    }
+    Ok(())
+}
+
+async fn read_value(node: &KvNode, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    let key = key.to_owned();
+    let read = node.read(ReadConsistency::Linearizable, move |kv| get(kv, key).map(|value| value.map(|v| v.to_vec())));
+    Ok(tokio::time::timeout(STEP_TIMEOUT, read).await.map_err(|_| "a linearizable read timed out")???)
+}
+
+/// Checks, in one linearizable read, that every acknowledged write is there; returns how
+/// many were checked.
+async fn verify(node: &KvNode, acknowledged: &[(String, String)]) -> Result<usize, Error> {
+    let expected = acknowledged.to_vec();
+    let read = node.read(ReadConsistency::Linearizable, move |kv| {
+        expected.iter().find_map(|(key, value)| match get(kv, key.clone()) {
+            Ok(Some(found)) if found == value.as_bytes() => None,
+            Ok(found) => Some(format!("{key} reads {}, not {value}", show(found.as_deref()))),
+            Err(error) => Some(format!("reading {key} failed: {error}")),
+        })
+    });
+    match tokio::time::timeout(STEP_TIMEOUT, read).await.map_err(|_| "a linearizable read timed out")?? {
+        None => Ok(acknowledged.len()),
+        Some(problem) => Err(format!("an acknowledged write is lost on node {}: {problem}", node.id().0).into()),
+    }
+}
+
+fn show(value: Option<&[u8]>) -> String {
+    value.map_or_else(|| "(absent)".to_owned(), |value| String::from_utf8_lossy(value).into_owned())
+}
