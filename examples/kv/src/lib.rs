@@ -43,6 +43,7 @@
 mod application;
 mod commands;
 mod error;
+mod node_replica;
 pub mod proto;
 mod replica;
 mod service;
@@ -50,6 +51,7 @@ mod state_machine;
 
 pub use commands::{delete_command, get, output_revision, put_command};
 pub use error::KvError;
+pub use node_replica::{NodeReplica, etcd_cluster_id};
 pub use replica::{ClusterView, LocalReplica, MemberView, Replica, ReplicaError};
 pub use service::{DEFAULT_MAX_REQUEST_BYTES, KvServiceConfig, SERVER_VERSION, routes, serve};
 pub use state_machine::{KvStateMachine, MAX_TXN_OPS, validate_delete, validate_put, validate_range, validate_txn};
