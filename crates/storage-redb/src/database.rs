@@ -29,6 +29,24 @@ pub(crate) fn open(path: &Path) -> Result<Database, StorageError> {
     redb::Builder::new().set_check_integrity_on_open(true).create(path).map_err(|error| database(path, "open", error))
 }
 
+/// Creates a database at `path` holding the format stamp of a `kind` store and its empty
+/// data table, committed durably (see `d_engine_storage_fs::directory::create_atomically`).
+pub(crate) fn create_stamped(path: &Path, kind: StoreKind) -> Result<(), StorageError> {
+    let db = open(path)?;
+    let txn = db.begin_write().map_err(|error| database(path, "begin creation", error))?;
+    {
+        let mut meta = txn.open_table(META).map_err(|error| database(path, "open meta table", error))?;
+        meta.insert(FORMAT_KEY, FORMAT.stamp(kind).as_bytes())
+            .map_err(|error| database(path, "write format stamp", error))?;
+        let data = match kind {
+            StoreKind::Log => txn.open_table(crate::log_store::ENTRIES).map(drop),
+            StoreKind::State => txn.open_table(crate::state_store::PAIRS).map(drop),
+        };
+        data.map_err(|error| database(path, "create the data table", error))?;
+    }
+    txn.commit().map_err(|error| database(path, "stamp a new store", error))
+}
+
 /// Checks the format stamp of the store at `path`, or stamps it when the store is new:
 /// this open created the file (`existed` is false) and `data` (the store's own table)
 /// and [`META`] are empty. Returns whether it stamped, in which case `txn` must be

@@ -11,7 +11,7 @@ use d_engine_storage_fs::directory::{self, Location, StoreName, exists};
 use d_engine_storage_fs::error::corrupt;
 use d_engine_storage_fs::format::StoreKind;
 
-use crate::database::FORMAT;
+use crate::database::{self, FORMAT};
 
 /// Creates `dir` if needed and locates the database file of a `kind` store in it.
 pub(crate) fn prepare(dir: &Path, kind: StoreKind) -> Result<Location, StorageError> {
@@ -26,6 +26,9 @@ pub(crate) fn prepare(dir: &Path, kind: StoreKind) -> Result<Location, StorageEr
     )?;
     if is_sled_database(dir)? {
         return Err(corrupt(dir, "the directory is a sled database; give d-engine-redb a directory of its own"));
+    }
+    if !location.existed {
+        directory::create_atomically(&location.path, |path| database::create_stamped(path, kind))?;
     }
     Ok(location)
 }

@@ -30,7 +30,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use crate::database::{self, META};
 use crate::{directory, error};
 
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+pub(crate) const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const HARD_STATE_KEY: &str = "hard_state";
 const LAST_PURGED_KEY: &str = "last_purged";
 

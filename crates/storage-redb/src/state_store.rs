@@ -24,7 +24,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use crate::database::{self, META};
 use crate::{directory, error};
 
-const PAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairs");
+pub(crate) const PAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairs");
 const APPLIED_KEY: &str = "applied";
 
 /// A [`StateStore`] in a redb database file, `state.redb`, inside a directory of its own.

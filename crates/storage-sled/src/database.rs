@@ -52,6 +52,16 @@ fn is_lock_conflict(error: &std::io::Error) -> bool {
     error.to_string().starts_with("could not acquire lock")
 }
 
+/// Creates a database at `path` holding only the format stamp of a `kind` store, flushed
+/// and closed (see `d_engine_storage_fs::directory::create_atomically`).
+pub(crate) fn create_stamped(path: &Path, kind: StoreKind) -> Result<(), StorageError> {
+    let db = open(path)?;
+    db.insert(FORMAT_KEY, FORMAT.stamp(kind).as_bytes())
+        .map_err(|error| database(path, "write format stamp", error))?;
+    db.flush().map_err(|error| database(path, "write format stamp", error))?;
+    Ok(())
+}
+
 /// Checks the stamp of the store at `path`, or stamps it if the store is new: this open
 /// created it (`existed` is false) and it is empty.
 pub(crate) fn stamp_or_check(db: &sled::Db, path: &Path, kind: StoreKind, existed: bool) -> Result<(), StorageError> {

@@ -13,7 +13,7 @@ use d_engine_storage_fs::directory::{self, Location, StoreName};
 use d_engine_storage_fs::error::io;
 use d_engine_storage_fs::format::StoreKind;
 
-use crate::database::FORMAT;
+use crate::database::{self, FORMAT};
 
 /// Creates `dir` if needed and locates the sled database of a `kind` store in it.
 pub(crate) fn prepare(dir: &Path, kind: StoreKind) -> Result<Location, StorageError> {
@@ -32,6 +32,10 @@ pub(crate) fn prepare(dir: &Path, kind: StoreKind) -> Result<Location, StorageEr
             "open sled database",
             std::io::Error::new(ErrorKind::NotADirectory, "a sled database is a directory, this is a file"),
         )),
+        _ if !location.existed => {
+            directory::create_atomically(&location.path, |path| database::create_stamped(path, kind))?;
+            Ok(location)
+        }
         _ => Ok(location),
     }
 }
