@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use d_engine::{BoxedStateStore, Node, NodeBuilder, ReadConsistency, Settings};
+use d_engine::{BoxedStateStore, Node, NodeBuilder, ReadConsistency, RequestError, Settings};
 use d_engine_kv::{KvStateMachine, get, output_revision, put_command};
 
 /// The replicated KV store over whichever state store the settings name (redb here).
@@ -57,21 +57,21 @@ async fn run() -> Result<(), Error> {
     let list: Vec<String> = addresses.iter().map(SocketAddr::to_string).collect();
     println!("started {NODES} nodes on {} (redb under {})", list.join(", "), data.path().display());
 
-    let leader = wait_for_leader(&nodes).await?;
-    let old_leader = leader.id().0;
-    println!("leader: node {old_leader} (term {})", leader.status().term.0);
+    let mut leader = wait_for_leader(&nodes).await?;
+    println!("leader: node {} (term {})", leader.id().0, leader.status().term.0);
 
     let mut acknowledged = Vec::new();
-    write_keys(&leader, 0..FIRST_WRITES, &mut acknowledged).await?;
-    println!("wrote {FIRST_WRITES} keys through node {old_leader}");
+    write_keys(&nodes, &mut leader, 0..FIRST_WRITES, &mut acknowledged).await?;
+    println!("wrote {FIRST_WRITES} keys through node {}", leader.id().0);
     let (key, value) = &acknowledged[FIRST_WRITES / 2];
-    let read = read_value(&leader, key).await?;
-    println!("linearizable read on node {old_leader}: {key} = {}", show(read.as_deref()));
+    let read = read_value(&nodes, &mut leader, key).await?;
+    println!("linearizable read on node {}: {key} = {}", leader.id().0, show(read.as_deref()));
     if read.as_deref() != Some(value.as_bytes()) {
         return Err(format!("{key} reads {}, not {value}", show(read.as_deref())).into());
     }
 
     // Stop the leader abruptly: in-process, a shutdown and wait is the closest thing to a kill.
+    let old_leader = leader.id().0;
     drop(leader);
     let slot = old_leader as usize - 1;
     let stopped = nodes[slot].take().ok_or("the leader is not running")?;
@@ -80,15 +80,15 @@ async fn run() -> Result<(), Error> {
     drop(stopped);
     println!("stopped the leader, node {old_leader}");
 
-    let leader = wait_for_leader(&nodes).await?;
+    let mut leader = wait_for_leader(&nodes).await?;
     let new_leader = leader.id().0;
     println!("new leader: node {new_leader} (term {})", leader.status().term.0);
-    let verified = verify(&leader, &acknowledged).await?;
-    println!("all {verified} acknowledged writes are readable on node {new_leader} (linearizable)");
-    write_keys(&leader, FIRST_WRITES..FIRST_WRITES + MORE_WRITES, &mut acknowledged).await?;
-    println!("wrote {MORE_WRITES} more keys through node {new_leader}");
+    let verified = verify(&nodes, &mut leader, &acknowledged).await?;
+    println!("all {verified} acknowledged writes are readable on node {} (linearizable)", leader.id().0);
+    write_keys(&nodes, &mut leader, FIRST_WRITES..FIRST_WRITES + MORE_WRITES, &mut acknowledged).await?;
+    println!("wrote {MORE_WRITES} more keys through node {}", leader.id().0);
 
-    let restarted = start(settings[slot].clone(), None).await?;
+    let restarted = restart(settings[slot].clone()).await?;
     let recovered = restarted.status().applied.0;
     let target = leader.status().commit.0;
     let mut status = restarted.watch_status();
@@ -98,8 +98,8 @@ async fn run() -> Result<(), Error> {
     println!(
         "restarted node {old_leader} from its data directory (applied index {recovered}); caught up to index {target}"
     );
-    let verified = verify(&leader, &acknowledged).await?;
     nodes[slot] = Some(restarted);
+    let verified = verify(&nodes, &mut leader, &acknowledged).await?;
 
     println!(
         "summary: {NODES} nodes, leader node {old_leader} -> node {new_leader}, {} writes acknowledged, {verified} verified, {:.1} s",
@@ -139,6 +139,20 @@ async fn start(settings: Settings, listener: Option<TcpListener>) -> Result<KvNo
     Ok(builder.start().await?)
 }
 
+/// Starts a stopped node again from its data directory. Its files and port are released
+/// once the last of its tasks is gone, which may be a moment after `run` returned: retry
+/// briefly.
+async fn restart(settings: Settings) -> Result<KvNode, Error> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        match start(settings.clone(), None).await {
+            Ok(node) => return Ok(node),
+            Err(error) if Instant::now() >= deadline => return Err(format!("cannot restart the node: {error}").into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// The first running node that sees itself as leader.
 async fn wait_for_leader(nodes: &[Option<KvNode>]) -> Result<KvNode, Error> {
     let search = async {
@@ -152,44 +166,85 @@ async fn wait_for_leader(nodes: &[Option<KvNode>]) -> Result<KvNode, Error> {
     Ok(tokio::time::timeout(STEP_TIMEOUT, search).await.map_err(|_| "no leader was elected within 30 s")?)
 }
 
-/// Puts `key-NNN = value-NNN` for each number through `leader`, recording each write the
+/// Runs `request` on `leader`. A node that has lost leadership refuses without executing
+/// anything (`NotLeader`, or `Aborted` for a proposal a new leader overwrote), so then the
+/// leader is found again and the request retried; anything else is returned.
+async fn on_leader<T, F, R>(nodes: &[Option<KvNode>], leader: &mut KvNode, what: &str, request: R) -> Result<T, Error>
+where
+    R: Fn(KvNode) -> F,
+    F: Future<Output = Result<T, RequestError>>,
+{
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, request(leader.clone())).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(RequestError::NotLeader { .. } | RequestError::Aborted)) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                *leader = wait_for_leader(nodes).await?;
+            }
+            Ok(Err(error)) => return Err(format!("{what} failed: {error}").into()),
+            Err(_) => return Err(format!("{what} took longer than {STEP_TIMEOUT:?}").into()),
+        }
+    }
+}
+
+/// Puts `key-NNN = value-NNN` for each number through the leader, recording each write the
 /// cluster acknowledged.
 async fn write_keys(
-    leader: &KvNode,
+    nodes: &[Option<KvNode>],
+    leader: &mut KvNode,
     numbers: std::ops::Range<usize>,
     acknowledged: &mut Vec<(String, String)>,
 ) -> Result<(), Error> {
     for n in numbers {
         let (key, value) = (format!("key-{n:03}"), format!("value-{n:03}"));
-        let applied = tokio::time::timeout(STEP_TIMEOUT, leader.propose(put_command(key.clone(), value.clone())))
-            .await
-            .map_err(|_| format!("writing {key} took longer than {STEP_TIMEOUT:?}"))??;
+        let command = put_command(key.clone(), value.clone());
+        let applied = on_leader(nodes, leader, &format!("writing {key}"), |node| {
+            let command = command.clone();
+            async move { node.propose(command).await }
+        })
+        .await?;
         output_revision(&applied.output)?;
         acknowledged.push((key, value));
     }
     Ok(())
 }
 
-async fn read_value(node: &KvNode, key: &str) -> Result<Option<Vec<u8>>, Error> {
-    let key = key.to_owned();
-    let read = node.read(ReadConsistency::Linearizable, move |kv| get(kv, key).map(|value| value.map(|v| v.to_vec())));
-    Ok(tokio::time::timeout(STEP_TIMEOUT, read).await.map_err(|_| "a linearizable read timed out")???)
+async fn read_value(nodes: &[Option<KvNode>], leader: &mut KvNode, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    let what = format!("reading {key}");
+    let value = on_leader(nodes, leader, &what, |node| {
+        let key = key.to_owned();
+        async move { node.read(ReadConsistency::Linearizable, move |kv| get(kv, key)).await }
+    })
+    .await??;
+    Ok(value.map(|value| value.to_vec()))
 }
 
-/// Checks, in one linearizable read, that every acknowledged write is there; returns how
-/// many were checked.
-async fn verify(node: &KvNode, acknowledged: &[(String, String)]) -> Result<usize, Error> {
-    let expected = acknowledged.to_vec();
-    let read = node.read(ReadConsistency::Linearizable, move |kv| {
-        expected.iter().find_map(|(key, value)| match get(kv, key.clone()) {
-            Ok(Some(found)) if found == value.as_bytes() => None,
-            Ok(found) => Some(format!("{key} reads {}, not {value}", show(found.as_deref()))),
-            Err(error) => Some(format!("reading {key} failed: {error}")),
-        })
-    });
-    match tokio::time::timeout(STEP_TIMEOUT, read).await.map_err(|_| "a linearizable read timed out")?? {
+/// Checks, in one linearizable read on the leader, that every acknowledged write is there;
+/// returns how many were checked.
+async fn verify(
+    nodes: &[Option<KvNode>],
+    leader: &mut KvNode,
+    acknowledged: &[(String, String)],
+) -> Result<usize, Error> {
+    let problem = on_leader(nodes, leader, "verifying the acknowledged writes", |node| {
+        let expected = acknowledged.to_vec();
+        async move {
+            node.read(ReadConsistency::Linearizable, move |kv| {
+                expected.iter().find_map(|(key, value)| match get(kv, key.clone()) {
+                    Ok(Some(found)) if found == value.as_bytes() => None,
+                    Ok(found) => Some(format!("{key} reads {}, not {value}", show(found.as_deref()))),
+                    Err(error) => Some(format!("reading {key} failed: {error}")),
+                })
+            })
+            .await
+        }
+    })
+    .await?;
+    match problem {
         None => Ok(acknowledged.len()),
-        Some(problem) => Err(format!("an acknowledged write is lost on node {}: {problem}", node.id().0).into()),
+        Some(problem) => Err(format!("an acknowledged write is lost on node {}: {problem}", leader.id().0).into()),
     }
 }
 
