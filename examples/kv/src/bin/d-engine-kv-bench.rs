@@ -1,0 +1,330 @@
+//! `d-engine-kv-bench`: a load generator for etcd's v3 KV API, the same code for
+//! d-engine-kv and for etcd.
+//!
+//! ```text
+//! d-engine-kv-bench --endpoints 127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379 \
+//!     --workload put --conns 10 --clients 100 --total 10000
+//! ```
+//!
+//! Shaped like etcd's own `benchmark` tool (`tools/benchmark`): `--conns` gRPC connections
+//! (HTTP/2, multiplexed), `--clients` concurrent clients spread over them round-robin, each
+//! doing its operations one after another until `--total` are done.
+//! - `put`: 8-byte sequential keys (the operation's number, big-endian, padded to
+//!   `--key-size`), 256-byte values (`--value-size`);
+//! - `range` / `range-serializable`: like `benchmark range foo --consistency=l|s`, every
+//!   request reads the single key `foo` (written once before the timed run, with a
+//!   `--value-size` value).
+//!
+//! All requests go to the leader, found with Maintenance.Status on each endpoint (the one
+//! whose `header.member_id` equals the `leader` it reports), or given with
+//! `--leader-endpoint`. Each operation's latency goes into a histogram; failed operations
+//! are counted, not retried. The last line on stdout is one JSON object:
+//! `{"workload":..,"ops":..,"errors":..,"seconds":..,"throughput":..,"avg_ms":..,
+//! "p50_ms":..,"p99_ms":..,"p999_ms":..,"max_ms":..,"first_error":..}`.
+//! With `--progress`, stderr gets a `progress N` line about every 100 ms (for a driver's
+//! progress bar). Exit codes: 0 when the run completed (even with errors), 2 for bad
+//! usage, 1 when no leader or no connection could be had.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use d_engine_kv::proto::etcdserverpb::kv_client::KvClient;
+use d_engine_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use d_engine_kv::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use hdrhistogram::Histogram;
+use tonic::transport::{Channel, Endpoint};
+
+/// The key every range request reads, as in etcd's `benchmark range foo`.
+const RANGE_KEY: &[u8] = b"foo";
+/// The largest latency the histogram holds, in microseconds (larger values are clamped).
+const LATENCY_MAX_US: u64 = 120_000_000;
+
+/// Load generator for etcd's v3 KV API (d-engine-kv or etcd).
+#[derive(Debug, Parser)]
+#[command(name = "d-engine-kv-bench", version)]
+struct Cli {
+    /// The cluster's client endpoints, host:port, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    /// The leader's endpoint, host:port; found with Maintenance.Status when not given.
+    #[arg(long)]
+    leader_endpoint: Option<String>,
+    /// What every operation is.
+    #[arg(long, value_enum, default_value_t = Workload::Put)]
+    workload: Workload,
+    /// How many gRPC connections.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    conns: u32,
+    /// How many concurrent clients (spread round-robin over the connections).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    clients: u32,
+    /// How many operations in all.
+    #[arg(long, default_value_t = 10_000)]
+    total: u64,
+    /// Key size in bytes (put).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    key_size: u32,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// How long one request may take before it counts as an error, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// Print `progress N` lines on stderr while running.
+    #[arg(long)]
+    progress: bool,
+}
+
+/// The operation a run repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Put a new sequential key.
+    Put,
+    /// Linearizable range of one key (etcd's default consistency).
+    Range,
+    /// Serializable range of one key (served from the member's local state).
+    RangeSerializable,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::Range => "range",
+            Workload::RangeSerializable => "range-serializable",
+        }
+    }
+}
+
+/// What one client saw.
+struct ClientResult {
+    latencies_us: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.clients < cli.conns {
+        eprintln!("d-engine-kv-bench: error: --clients ({}) must be at least --conns ({})", cli.clients, cli.conns);
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &str) -> ExitCode {
+    eprintln!("d-engine-kv-bench: error: {error}");
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let leader = match &cli.leader_endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => find_leader(&cli.endpoints).await?,
+    };
+    let mut channels = Vec::new();
+    for _ in 0..cli.conns {
+        // One HTTP/2 connection per channel: a channel built with `connect` holds one.
+        let channel = endpoint(&leader)?
+            .connect()
+            .await
+            .map_err(|error| format!("cannot connect to the leader {leader}: {error}"))?;
+        channels.push(channel);
+    }
+    let value = Bytes::from(vec![b'v'; cli.value_size]);
+    if cli.workload != Workload::Put {
+        // Not timed: the key every range reads.
+        let request = PutRequest { key: Bytes::from_static(RANGE_KEY), value: value.clone(), ..Default::default() };
+        KvClient::new(channels[0].clone())
+            .put(request)
+            .await
+            .map_err(|status| format!("cannot write the key the ranges read: {status}"))?;
+    }
+
+    let next_op = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = cli.progress.then(|| spawn_progress(done.clone()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..cli.clients {
+        let kv = KvClient::new(channels[(client % cli.conns) as usize].clone());
+        let job = Job {
+            workload: cli.workload,
+            total: cli.total,
+            key_size: cli.key_size as usize,
+            value: value.clone(),
+            timeout: Duration::from_millis(cli.request_timeout_ms),
+        };
+        tasks.push(tokio::spawn(job.run(kv, next_op.clone(), done.clone())));
+    }
+    let mut latencies_us = new_histogram();
+    let (mut errors, mut first_error) = (0, None);
+    for task in tasks {
+        let result = task.await.map_err(|error| format!("a client task failed: {error}"))?;
+        latencies_us.add(&result.latencies_us).map_err(|error| error.to_string())?;
+        errors += result.errors;
+        first_error = first_error.or(result.first_error);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(progress) = progress {
+        progress.abort();
+        eprintln!("progress {}", done.load(Ordering::Relaxed));
+    }
+    let ms = |us: f64| (us / 1000.0 * 1000.0).round() / 1000.0;
+    let quantile = |q: f64| ms(latencies_us.value_at_quantile(q) as f64);
+    let ops = latencies_us.len();
+    let line = serde_json::json!({
+        "workload": cli.workload.name(),
+        "conns": cli.conns,
+        "clients": cli.clients,
+        "ops": ops,
+        "errors": errors,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "throughput": if seconds > 0.0 { (ops as f64 / seconds * 10.0).round() / 10.0 } else { 0.0 },
+        "avg_ms": ms(latencies_us.mean()),
+        "p50_ms": quantile(0.5),
+        "p99_ms": quantile(0.99),
+        "p999_ms": quantile(0.999),
+        "max_ms": ms(latencies_us.max() as f64),
+        "first_error": first_error,
+    });
+    if errors > 0 {
+        eprintln!("d-engine-kv-bench: {errors} of {} operations failed; the first: {}", cli.total, line["first_error"]);
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// One client's share of the run: operations taken from a shared counter until `total`.
+struct Job {
+    workload: Workload,
+    total: u64,
+    key_size: usize,
+    value: Bytes,
+    timeout: Duration,
+}
+
+impl Job {
+    async fn run(self, mut kv: KvClient<Channel>, next_op: Arc<AtomicU64>, done: Arc<AtomicU64>) -> ClientResult {
+        let mut result = ClientResult { latencies_us: new_histogram(), errors: 0, first_error: None };
+        loop {
+            let op = next_op.fetch_add(1, Ordering::Relaxed);
+            if op >= self.total {
+                return result;
+            }
+            let started = Instant::now();
+            let outcome = tokio::time::timeout(self.timeout, self.call(&mut kv, op)).await;
+            let elapsed_us = started.elapsed().as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
+            done.fetch_add(1, Ordering::Relaxed);
+            let error = match outcome {
+                Ok(Ok(())) => {
+                    result.latencies_us.saturating_record(elapsed_us.max(1));
+                    continue;
+                }
+                Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),
+                Err(_) => format!("no answer within {:?}", self.timeout),
+            };
+            result.errors += 1;
+            result.first_error.get_or_insert(error);
+        }
+    }
+
+    async fn call(&self, kv: &mut KvClient<Channel>, op: u64) -> Result<(), tonic::Status> {
+        match self.workload {
+            Workload::Put => {
+                let request = PutRequest {
+                    key: sequential_key(op, self.key_size),
+                    value: self.value.clone(),
+                    ..Default::default()
+                };
+                kv.put(request).await.map(drop)
+            }
+            Workload::Range | Workload::RangeSerializable => {
+                let request = RangeRequest {
+                    key: Bytes::from_static(RANGE_KEY),
+                    serializable: self.workload == Workload::RangeSerializable,
+                    ..Default::default()
+                };
+                kv.range(request).await.map(drop)
+            }
+        }
+    }
+}
+
+/// Operation `op`'s key: its number, big-endian, right-aligned in `size` bytes (truncated
+/// to the low bytes when `size` < 8).
+fn sequential_key(op: u64, size: usize) -> Bytes {
+    let number = op.to_be_bytes();
+    let mut key = vec![0; size];
+    let take = size.min(number.len());
+    key[size - take..].copy_from_slice(&number[number.len() - take..]);
+    Bytes::from(key)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+fn endpoint(address: &str) -> Result<Endpoint, String> {
+    let url = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    Ok(Endpoint::from_shared(url.clone())
+        .map_err(|error| format!("bad endpoint {address}: {error}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true))
+}
+
+/// The endpoint of the member that every answering member names as the leader.
+async fn find_leader(endpoints: &[String]) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    loop {
+        for address in endpoints {
+            match member_status(address).await {
+                Ok((member_id, leader)) if leader != 0 && member_id == leader => return Ok(address.clone()),
+                Ok((member_id, leader)) => last = format!("{address} is member {member_id:x}, leader {leader:x}"),
+                Err(error) => last = error,
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no endpoint is the leader after 30 s (last: {last})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// (member id, leader id) as the member at `address` reports them.
+async fn member_status(address: &str) -> Result<(u64, u64), String> {
+    let channel = endpoint(address)?.connect().await.map_err(|error| format!("{address}: {error}"))?;
+    let status = tokio::time::timeout(Duration::from_secs(3), MaintenanceClient::new(channel).status(StatusRequest {}))
+        .await
+        .map_err(|_| format!("{address}: no Status answer within 3 s"))?
+        .map_err(|status| format!("{address}: {status}"))?
+        .into_inner();
+    let member_id = status.header.map(|header| header.member_id).unwrap_or_default();
+    Ok((member_id, status.leader))
+}
+
+fn spawn_progress(done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = done.load(Ordering::Relaxed);
+            if now != last {
+                eprintln!("progress {now}");
+                last = now;
+            }
+        }
+    })
+}
