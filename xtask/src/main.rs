@@ -4,7 +4,11 @@
 //!   deterministic simulator. Prints one line per failing seed with the command that
 //!   replays it, then `seeds: N, failures: F`; exits non-zero when F > 0.
 //! - `cargo xtask sim --seed S [--nodes K]`: replays one seed and prints its report.
+//! - `cargo xtask cluster [--nodes 3] [--storage redb|sled|memory] [--base-port 9081]
+//!   [--client-port 2379] [--clean] [--release]`: builds `d-engine-kv` and runs a local
+//!   cluster of it, one process per node, until Ctrl-C.
 
+mod cluster;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -20,10 +24,13 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator over many seeds (swarm testing) or replay one.
     Sim(sim::SimArgs),
+    /// Run a local d-engine-kv cluster (one process per node) until Ctrl-C.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
     match Cli::parse().command {
         Command::Sim(args) => sim::run(args),
+        Command::Cluster(args) => cluster::run(args),
     }
 }
