@@ -7,7 +7,10 @@
 //! - `cargo xtask cluster [--nodes 3] [--storage redb|sled|memory] [--base-port 9081]
 //!   [--client-port 2379] [--clean] [--release]`: builds `d-engine-kv` and runs a local
 //!   cluster of it, one process per node, until Ctrl-C.
+//! - `cargo xtask bench [--vs-etcd] [--quick] [--workload NAME]`: d-engine-kv against etcd
+//!   on this machine (docs/benchmarks.md); a markdown report in benches/reports/.
 
+mod bench;
 mod cluster;
 mod sim;
 
@@ -24,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator over many seeds (swarm testing) or replay one.
     Sim(sim::SimArgs),
+    /// Benchmark a local 3-process d-engine-kv cluster, side by side with etcd (--vs-etcd).
+    Bench(bench::BenchArgs),
     /// Run a local d-engine-kv cluster (one process per node) until Ctrl-C.
     Cluster(cluster::ClusterArgs),
 }
@@ -31,6 +36,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     match Cli::parse().command {
         Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Cluster(args) => cluster::run(args),
     }
 }

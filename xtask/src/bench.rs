@@ -1,0 +1,584 @@
+//! The `bench` command: d-engine-kv against etcd, on this machine, in one run, with one
+//! client.
+//!
+//! It builds the release binaries once (`d-engine-kv`, the server, and
+//! `d-engine-kv-bench`, the load generator that speaks etcd's v3 KV API), starts a
+//! 3-process d-engine-kv cluster (redb, every write synced; data under
+//! `<target>/bench/d-engine/nodeN`) and, with `--vs-etcd`, a 3-member etcd cluster
+//! (defaults; data under `<target>/bench/etcd/nodeN`), then runs each workload against
+//! each system, alternating which goes first. It prints a table per workload, the peak
+//! resident memory of every server, writes the same as markdown to
+//! `benches/reports/<date>-<time>.md`, and with `--vs-etcd` ends with exactly one line
+//! `min throughput ratio vs etcd: X.XX` (the smallest d-engine/etcd throughput ratio).
+//!
+//! Every server is stopped at the end, on failure too (SIGTERM, then SIGKILL).
+
+mod servers;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use servers::{Cluster, System};
+
+/// The operations of every workload with `--quick`.
+const QUICK_TOTAL: u64 = 1_000;
+
+/// One benchmark shape: what every operation is, how many connections and clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workload {
+    /// Its name for `--workload`.
+    pub name: &'static str,
+    /// The load generator's `--workload`.
+    pub operation: &'static str,
+    /// gRPC connections.
+    pub conns: u32,
+    /// Concurrent clients.
+    pub clients: u32,
+    /// Operations in a full run.
+    pub total: u64,
+    /// Part of the heavy set (left out by `--quick`).
+    pub heavy: bool,
+}
+
+/// Every workload, in run order: the four of the original d-engine README (and etcd's
+/// benchmark docs), then the heavy variant etcd publishes.
+pub const WORKLOADS: [Workload; 7] = [
+    Workload { name: "put-1x1", operation: "put", conns: 1, clients: 1, total: 10_000, heavy: false },
+    Workload { name: "put-10x100", operation: "put", conns: 10, clients: 100, total: 10_000, heavy: false },
+    Workload {
+        name: "range-linearizable-10x100",
+        operation: "range",
+        conns: 10,
+        clients: 100,
+        total: 10_000,
+        heavy: false,
+    },
+    Workload {
+        name: "range-serializable-10x100",
+        operation: "range-serializable",
+        conns: 10,
+        clients: 100,
+        total: 10_000,
+        heavy: false,
+    },
+    Workload { name: "put-100x1000", operation: "put", conns: 100, clients: 1000, total: 100_000, heavy: true },
+    Workload {
+        name: "range-linearizable-100x1000",
+        operation: "range",
+        conns: 100,
+        clients: 1000,
+        total: 100_000,
+        heavy: true,
+    },
+    Workload {
+        name: "range-serializable-100x1000",
+        operation: "range-serializable",
+        conns: 100,
+        clients: 1000,
+        total: 100_000,
+        heavy: true,
+    },
+];
+
+/// Arguments of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Also run every workload against a local 3-member etcd (`etcd` must be on PATH).
+    #[arg(long)]
+    vs_etcd: bool,
+    /// The CI smoke run: 1,000 operations per workload, the small workloads only.
+    #[arg(long)]
+    quick: bool,
+    /// Run only this workload (repeatable): put-1x1, put-10x100, range-linearizable-10x100,
+    /// range-serializable-10x100, put-100x1000, range-linearizable-100x1000,
+    /// range-serializable-100x1000.
+    #[arg(long = "workload", value_name = "NAME")]
+    workloads: Vec<String>,
+    /// Operations per workload, instead of each workload's own (10,000 or 100,000; 1,000
+    /// with --quick).
+    #[arg(long)]
+    total: Option<u64>,
+    /// Where the markdown report goes (default: benches/reports/ in the workspace).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+}
+
+/// What one run of the load generator measured (its JSON line).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Operations that succeeded.
+    pub ops: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// Successful operations per second.
+    pub throughput: f64,
+    /// Latency of successful operations, in milliseconds.
+    pub avg_ms: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile latency, ms.
+    pub p999_ms: f64,
+}
+
+impl Measurement {
+    /// Reads the load generator's JSON line.
+    pub fn parse(line: &str) -> Result<Measurement, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|error| format!("not a JSON result line ({error}): {line}"))?;
+        let number = |field: &str| {
+            value[field].as_f64().ok_or_else(|| format!("the result line has no number \"{field}\": {line}"))
+        };
+        Ok(Measurement {
+            ops: number("ops")? as u64,
+            errors: number("errors")? as u64,
+            first_error: value["first_error"].as_str().map(str::to_owned),
+            seconds: number("seconds")?,
+            throughput: number("throughput")?,
+            avg_ms: number("avg_ms")?,
+            p50_ms: number("p50_ms")?,
+            p99_ms: number("p99_ms")?,
+            p999_ms: number("p999_ms")?,
+        })
+    }
+}
+
+/// The results of one workload: one measurement per system, in run order.
+struct WorkloadResult {
+    workload: Workload,
+    total: u64,
+    runs: Vec<(System, Measurement)>,
+}
+
+impl WorkloadResult {
+    fn throughput(&self, system: System) -> Option<f64> {
+        self.runs.iter().find(|(s, _)| *s == system).map(|(_, m)| m.throughput)
+    }
+
+    /// d-engine's throughput over etcd's, when both ran.
+    fn ratio(&self) -> Option<f64> {
+        let etcd = self.throughput(System::Etcd)?;
+        (etcd > 0.0).then(|| self.throughput(System::DEngine).unwrap_or(0.0) / etcd)
+    }
+}
+
+/// Runs `cargo xtask bench` in the workspace at the root found from xtask's manifest.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().map_or(manifest_dir.clone(), Path::to_path_buf);
+    run_in(&root, args)
+}
+
+/// Runs `cargo xtask bench` in the workspace at `root`.
+pub fn run_in(root: &Path, args: BenchArgs) -> ExitCode {
+    match bench(root, &args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cargo xtask bench: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workloads `args` select.
+fn selected(args: &BenchArgs) -> Result<Vec<Workload>, String> {
+    if args.workloads.is_empty() {
+        return Ok(WORKLOADS.iter().filter(|w| !(args.quick && w.heavy)).copied().collect());
+    }
+    args.workloads
+        .iter()
+        .map(|name| {
+            WORKLOADS.iter().find(|w| w.name == name).copied().ok_or_else(|| {
+                let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+                format!("no workload named {name:?}; the workloads: {}", names.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let workloads = selected(args)?;
+    if args.vs_etcd && which("etcd").is_none() {
+        return Err("--vs-etcd needs an `etcd` binary on PATH, and there is none (on Debian or Ubuntu: \
+                    apt-get install etcd-server etcd-client)"
+            .into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = if target.is_absolute() { target } else { root.join(target) };
+    let binaries = build(root, &target)?;
+    servers::stop_on_signal()?;
+    eprintln!("built in {:.1} s; starting the servers ...", started.elapsed().as_secs_f64());
+
+    let mut systems = vec![Cluster::start_d_engine(&binaries.server, &target.join("bench").join("d-engine"))?];
+    if args.vs_etcd {
+        systems.push(Cluster::start_etcd(&target.join("bench").join("etcd"))?);
+    }
+    for cluster in &mut systems {
+        wait_for_leader(&binaries.load_generator, cluster)?;
+    }
+    eprintln!("servers up and led after {:.1} s in all", started.elapsed().as_secs_f64());
+
+    let mut results = Vec::new();
+    for (index, workload) in workloads.iter().enumerate() {
+        let total = args.total.unwrap_or(if args.quick { QUICK_TOTAL } else { workload.total });
+        let mut result = WorkloadResult { workload: *workload, total, runs: Vec::new() };
+        // Alternate who goes first, so neither system always runs on a warmer machine.
+        let mut order: Vec<usize> = (0..systems.len()).collect();
+        if index % 2 == 1 {
+            order.reverse();
+        }
+        for position in order {
+            let cluster = &mut systems[position];
+            let measurement = run_workload(&binaries.load_generator, cluster, workload, total)?;
+            cluster.check_running()?;
+            result.runs.push((cluster.system, measurement));
+        }
+        print!("{}", workload_table(&result));
+        results.push(result);
+    }
+    let memory: Vec<(String, Option<u64>)> = systems.iter().flat_map(Cluster::peak_rss_kib).collect();
+    for cluster in &mut systems {
+        cluster.stop();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let memory_text = memory_table(&memory);
+    print!("{memory_text}");
+    let report = report_markdown(args, &results, &memory_text, elapsed);
+    let report_dir = args.report_dir.clone().unwrap_or_else(|| root.join("benches").join("reports"));
+    let path = write_report(&report_dir, &report)?;
+    println!("report: {} ({elapsed:.0} s in all)", path.display());
+    let errors: u64 = results.iter().flat_map(|r| &r.runs).map(|(_, m)| m.errors).sum();
+    if errors > 0 {
+        println!("warning: {errors} operations failed (see the errors column)");
+    }
+    if args.vs_etcd {
+        let min_ratio = results.iter().filter_map(WorkloadResult::ratio).fold(f64::INFINITY, f64::min);
+        let min_ratio = if min_ratio.is_finite() { min_ratio } else { 0.0 };
+        println!("min throughput ratio vs etcd: {min_ratio:.2}");
+    }
+    Ok(())
+}
+
+/// The two release binaries.
+struct Binaries {
+    server: PathBuf,
+    load_generator: PathBuf,
+}
+
+/// Builds d-engine-kv's binaries with the release profile, once.
+fn build(root: &Path, target: &Path) -> Result<Binaries, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building d-engine-kv and d-engine-kv-bench (release) ...");
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "--quiet", "-p", "d-engine-kv", "--bins"])
+        .status()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    if !status.success() {
+        return Err(format!("building d-engine-kv failed ({status})"));
+    }
+    let release = target.join("release");
+    let binaries = Binaries { server: release.join("d-engine-kv"), load_generator: release.join("d-engine-kv-bench") };
+    for binary in [&binaries.server, &binaries.load_generator] {
+        if !binary.exists() {
+            return Err(format!("the build succeeded but {} does not exist", binary.display()));
+        }
+    }
+    Ok(binaries)
+}
+
+/// Where `program` is on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| {
+        candidate.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Waits until the cluster has a leader: the load generator finds it (Maintenance.Status
+/// on every member, for up to 30 s) and runs zero operations.
+fn wait_for_leader(load_generator: &Path, cluster: &mut Cluster) -> Result<(), String> {
+    let output = Command::new(load_generator)
+        .arg("--endpoints")
+        .arg(cluster.endpoints.join(","))
+        .args(["--total", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| format!("cannot run {}: {error}", load_generator.display()))?;
+    cluster.check_running()?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} has no leader: {}",
+            cluster.system.name(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `workload` against `cluster` with the load generator, a progress bar fed by its
+/// `progress N` lines.
+fn run_workload(
+    load_generator: &Path,
+    cluster: &mut Cluster,
+    workload: &Workload,
+    total: u64,
+) -> Result<Measurement, String> {
+    let label = format!("{} {}", cluster.system.name(), workload.name);
+    let mut child = Command::new(load_generator)
+        .arg("--endpoints")
+        .arg(cluster.endpoints.join(","))
+        .args(["--workload", workload.operation])
+        .args(["--conns", &workload.conns.to_string()])
+        .args(["--clients", &workload.clients.to_string()])
+        .args(["--total", &total.to_string()])
+        .args(["--key-size", "8", "--value-size", "256", "--progress"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot run {}: {error}", load_generator.display()))?;
+    servers::remember(child.id());
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>40} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .map_err(|error| error.to_string())?
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.clone());
+    // The load generator's stderr: progress lines feed the bar, the rest is kept for errors.
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let bar_in_thread = bar.clone();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut other = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            match line.strip_prefix("progress ").and_then(|n| n.trim().parse::<u64>().ok()) {
+                Some(done) => bar_in_thread.set_position(done),
+                None => {
+                    other.push_str(&line);
+                    other.push('\n');
+                }
+            }
+        }
+        other
+    });
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stdout_text = std::io::read_to_string(stdout).unwrap_or_default();
+    let status = child.wait().map_err(|error| format!("cannot wait for the load generator: {error}"));
+    servers::forget(child.id());
+    let status = status?;
+    let stderr_text = stderr_reader.join().unwrap_or_default();
+    bar.finish_and_clear();
+    if !status.success() {
+        return Err(format!("{label}: the load generator failed ({status}): {}", stderr_text.trim()));
+    }
+    let line = stdout_text.lines().last().unwrap_or_default();
+    Measurement::parse(line).map_err(|error| format!("{label}: {error}"))
+}
+
+/// A workload's table: a row per system, and the ratio when both ran.
+fn workload_table(result: &WorkloadResult) -> String {
+    let workload = &result.workload;
+    let mut text = format!(
+        "\n### {} ({} {}, {} conns, {} clients, {} ops)\n\n",
+        workload.name,
+        workload.operation,
+        if workload.operation == "put" { "8-byte sequential keys, 256-byte values" } else { "of key foo" },
+        workload.conns,
+        workload.clients,
+        result.total,
+    );
+    text.push_str("| system | throughput (ops/s) | avg (ms) | p50 (ms) | p99 (ms) | p99.9 (ms) | errors |\n");
+    text.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    let mut runs = result.runs.clone();
+    runs.sort_by_key(|(system, _)| *system != System::DEngine);
+    for (system, m) in &runs {
+        let _ = writeln!(
+            text,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            system.name(),
+            m.throughput,
+            m.avg_ms,
+            m.p50_ms,
+            m.p99_ms,
+            m.p999_ms,
+            m.errors
+        );
+    }
+    if let Some(ratio) = result.ratio() {
+        let _ = writeln!(text, "\nd-engine / etcd throughput: **{ratio:.2}**");
+    }
+    for (system, m) in &runs {
+        if let Some(error) = &m.first_error {
+            let _ = writeln!(text, "\n{}: {} errors, the first: `{error}`", system.name(), m.errors);
+        }
+    }
+    text
+}
+
+/// Each server process's name and peak RSS in KiB, as a markdown table.
+fn memory_table(memory: &[(String, Option<u64>)]) -> String {
+    let mut text = String::from("\n### Peak resident memory (VmHWM) per server process, after the runs\n\n");
+    text.push_str("| process | peak RSS (MiB) |\n|---|---:|\n");
+    for (name, kib) in memory {
+        let mib = kib.map_or_else(|| "unknown".to_owned(), |kib| format!("{:.0}", kib as f64 / 1024.0));
+        let _ = writeln!(text, "| {name} | {mib} |");
+    }
+    text
+}
+
+fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, elapsed_seconds: f64) -> String {
+    let mut text = String::from("# `cargo xtask bench` report\n\n");
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let _ = writeln!(text, "- date (UTC): {}", utc_timestamp(" ", ":"));
+    let _ = writeln!(text, "- command: `cargo xtask {}`", command.join(" "));
+    let _ = writeln!(text, "- commit: {}", git_describe());
+    let _ = writeln!(
+        text,
+        "- machine: {} CPUs, {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        first_line(&["uname", "-sr"])
+    );
+    if args.vs_etcd {
+        let _ = writeln!(text, "- etcd: {}", first_line(&["etcd", "--version"]));
+    }
+    let _ = writeln!(
+        text,
+        "- setup: 3 server processes per system on 127.0.0.1, d-engine-kv on redb (every write synced), \
+         etcd with its defaults; one load generator process (`d-engine-kv-bench`), writes and reads \
+         to the leader; {elapsed_seconds:.0} s in all"
+    );
+    if !results.is_empty() {
+        text.push_str(
+            "\n## Summary\n\n| workload | d-engine ops/s | etcd ops/s | ratio | d-engine p99 (ms) | etcd p99 (ms) |\n",
+        );
+        text.push_str("|---|---:|---:|---:|---:|---:|\n");
+        for result in results {
+            let cell = |system: System, f: fn(&Measurement) -> f64, digits: usize| {
+                result
+                    .runs
+                    .iter()
+                    .find(|(s, _)| *s == system)
+                    .map_or_else(|| "-".to_owned(), |(_, m)| format!("{:.*}", digits, f(m)))
+            };
+            let _ = writeln!(
+                text,
+                "| {} | {} | {} | {} | {} | {} |",
+                result.workload.name,
+                cell(System::DEngine, |m| m.throughput, 0),
+                cell(System::Etcd, |m| m.throughput, 0),
+                result.ratio().map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+                cell(System::DEngine, |m| m.p99_ms, 2),
+                cell(System::Etcd, |m| m.p99_ms, 2),
+            );
+        }
+    }
+    text.push_str("\n## Workloads\n");
+    for result in results {
+        text.push_str(&workload_table(result));
+    }
+    text.push('\n');
+    text.push_str(memory.trim_start_matches('\n'));
+    text
+}
+
+fn write_report(dir: &Path, report: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let path = dir.join(format!("{}.md", utc_timestamp("-", "")));
+    std::fs::write(&path, report).map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    Ok(path)
+}
+
+/// Now in UTC as `YYYY-MM-DD<between>HH<colon>MM<colon>SS`.
+fn utc_timestamp(between: &str, colon: &str) -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let time = seconds % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}{between}{:02}{colon}{:02}{colon}{:02}",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn git_describe() -> String {
+    let commit = first_line(&["git", "rev-parse", "--short", "HEAD"]);
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|output| !output.stdout.is_empty());
+    if dirty { format!("{commit} (with uncommitted changes)") } else { commit }
+}
+
+/// The first line `command` prints, or "unknown".
+fn first_line(command: &[&str]) -> String {
+    Command::new(command[0])
+        .args(&command[1..])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_from_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(civil_from_days(20_783), (2026, 11, 26));
+    }
+
+    #[test]
+    fn the_load_generators_line_parses() {
+        let line = r#"{"avg_ms":1.5,"clients":1,"conns":1,"errors":2,"first_error":"Unavailable: x","max_ms":9.0,
+            "ops":998,"p50_ms":1.2,"p999_ms":8.0,"p99_ms":4.0,"seconds":1.0,"throughput":998.0,"workload":"put"}"#;
+        let m = Measurement::parse(&line.replace('\n', "")).expect("parses");
+        assert_eq!((m.ops, m.errors, m.p99_ms, m.p999_ms), (998, 2, 4.0, 8.0));
+        assert_eq!(m.first_error.as_deref(), Some("Unavailable: x"));
+    }
+
+    #[test]
+    fn quick_runs_only_the_small_workloads_and_names_are_checked() {
+        let args = |quick, workloads: &[&str]| BenchArgs {
+            vs_etcd: false,
+            quick,
+            workloads: workloads.iter().map(|w| (*w).to_owned()).collect(),
+            total: None,
+            report_dir: None,
+        };
+        assert_eq!(selected(&args(true, &[])).expect("valid").len(), 4);
+        assert_eq!(selected(&args(false, &[])).expect("valid").len(), 7);
+        assert_eq!(selected(&args(true, &["put-100x1000"])).expect("valid")[0].total, 100_000);
+        assert!(selected(&args(false, &["put"])).expect_err("unknown").contains("put-1x1"));
+    }
+}
