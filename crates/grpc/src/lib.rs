@@ -67,4 +67,4 @@ pub use client_status::{is_not_leader, leader_hint, not_leader_status};
 pub use convert::{ClusterEnvelope, ConvertError};
 pub use faults::NetworkFaults;
 pub use sender::{Backoff, PeerSender, PeerSenderStats};
-pub use transport::{PeerClient, PeerServer, TransportConfig, TransportError};
+pub use transport::{PeerClient, PeerServer, TransportConfig, TransportError, incoming_nodelay};

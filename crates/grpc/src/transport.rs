@@ -143,7 +143,7 @@ impl PeerServer {
         };
         Server::builder()
             .add_service(self.into_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
             .await?;
         Ok(())
     }
@@ -323,6 +323,21 @@ pub(crate) fn encode(
         return Err(TransportError::TooLarge { bytes, max_bytes: config.max_message_bytes });
     }
     Ok(wire)
+}
+
+/// The connections `listener` accepts, with `TCP_NODELAY` set on each, for
+/// `serve_with_incoming*`. tonic's own `tcp_nodelay` applies only to the listeners it binds
+/// itself; without it, a small answer waits for the client's delayed ACK (Nagle): about
+/// 40 ms per request on Linux.
+pub fn incoming_nodelay(
+    listener: TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Reads the server's side of the append stream to its end: its refusal status, if any.

@@ -115,4 +115,4 @@ pub use storage_task::BoxedLogStore;
 pub use transport::{AddressBook, GrpcTransport, MemberAddresses, Transport};
 
 pub use d_engine_core as core;
-pub use d_engine_grpc::NetworkFaults;
+pub use d_engine_grpc::{NetworkFaults, incoming_nodelay};

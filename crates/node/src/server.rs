@@ -7,10 +7,9 @@ use d_engine_core::{Envelope, NodeId, Role};
 use d_engine_grpc::client_proto::client_server::{Client, ClientServer};
 use d_engine_grpc::client_proto::{self as api};
 use d_engine_grpc::client_status::not_leader_status;
-use d_engine_grpc::{NetworkFaults, PeerServer};
+use d_engine_grpc::{NetworkFaults, PeerServer, incoming_nodelay};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::application::Application;
@@ -38,7 +37,7 @@ pub(crate) async fn serve<S: Application>(
     let result = tonic::transport::Server::builder()
         .add_service(peers)
         .add_service(clients)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming_nodelay(listener), async move {
             let _ = shutdown.changed().await;
             // Peers keep their append streams open as long as they run: end them, or the
             // graceful stop would wait for every peer to go away first.

@@ -18,7 +18,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
@@ -89,7 +88,7 @@ pub async fn serve<R: Replica>(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .add_routes(routes(replica, config))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(d_engine::incoming_nodelay(listener), shutdown)
         .await
 }
 
