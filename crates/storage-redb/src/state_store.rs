@@ -34,6 +34,8 @@ pub struct RedbStateStore {
     db: Database,
     path: PathBuf,
     applied: LogId,
+    /// Whether a deferred (`Durability::None`) batch awaits a durable commit.
+    deferred: bool,
     failure: FailClosed,
 }
 
@@ -62,7 +64,7 @@ impl RedbStateStore {
         } else {
             txn.abort().map_err(|error| error::database(&path, "finish open", error))?;
         }
-        Ok(RedbStateStore { db, path, applied, failure: FailClosed::default() })
+        Ok(RedbStateStore { db, path, applied, deferred: false, failure: FailClosed::default() })
     }
 
     /// The database file, `<dir>/state.redb`.
@@ -79,12 +81,12 @@ impl RedbStateStore {
     fn commit(
         &mut self,
         applied: LogId,
+        durability: Durability,
         write: impl FnOnce(&WriteTransaction, &Path) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let result = (|| {
             let mut txn = self.db.begin_write().map_err(|error| error::database(&self.path, "begin write", error))?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|error| error::database(&self.path, "set durability", error))?;
+            txn.set_durability(durability).map_err(|error| error::database(&self.path, "set durability", error))?;
             write(&txn, &self.path)?;
             {
                 let mut meta =
@@ -97,6 +99,7 @@ impl RedbStateStore {
         match result {
             Ok(()) => {
                 self.applied = applied;
+                self.deferred = matches!(durability, Durability::None);
                 Ok(())
             }
             Err(error) => {
@@ -104,6 +107,26 @@ impl RedbStateStore {
                 Err(error)
             }
         }
+    }
+
+    /// One batch with the applied id, committed with `durability`.
+    fn write(&mut self, writes: &[StateWrite], applied: LogId, durability: Durability) -> Result<(), StorageError> {
+        self.usable()?;
+        rules::check_applied(applied, self.applied)?;
+        self.commit(applied, durability, |txn, path| {
+            let mut pairs = txn.open_table(PAIRS).map_err(|error| error::database(path, "write batch", error))?;
+            for write in writes {
+                match write {
+                    StateWrite::Put { key, value } => {
+                        pairs.insert(&key[..], &value[..]).map_err(|error| error::database(path, "put", error))?;
+                    }
+                    StateWrite::Delete { key } => {
+                        pairs.remove(&key[..]).map_err(|error| error::database(path, "delete", error))?;
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Runs `read` over the pairs table of a fresh read transaction.
@@ -124,22 +147,20 @@ fn pair(key: &[u8], value: &[u8]) -> (Bytes, Bytes) {
 
 impl StateStore for RedbStateStore {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        self.write(writes, applied, Durability::Immediate)
+    }
+
+    fn write_batch_deferred(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        self.write(writes, applied, Durability::None)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
         self.usable()?;
-        rules::check_applied(applied, self.applied)?;
-        self.commit(applied, |txn, path| {
-            let mut pairs = txn.open_table(PAIRS).map_err(|error| error::database(path, "write batch", error))?;
-            for write in writes {
-                match write {
-                    StateWrite::Put { key, value } => {
-                        pairs.insert(&key[..], &value[..]).map_err(|error| error::database(path, "put", error))?;
-                    }
-                    StateWrite::Delete { key } => {
-                        pairs.remove(&key[..]).map_err(|error| error::database(path, "delete", error))?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        if !self.deferred {
+            return Ok(());
+        }
+        // An empty durable commit makes every earlier `Durability::None` commit durable.
+        self.commit(self.applied, Durability::Immediate, |_, _| Ok(()))
     }
 
     fn applied(&self) -> Result<LogId, StorageError> {
@@ -181,7 +202,7 @@ impl StateStore for RedbStateStore {
         self.usable()?;
         // Decode fully first: malformed data must change nothing.
         let (applied, pairs) = decode_export(data)?;
-        self.commit(applied, |txn, path| {
+        self.commit(applied, Durability::Immediate, |txn, path| {
             txn.delete_table(PAIRS).map_err(|error| error::database(path, "clear pairs", error))?;
             let mut table = txn.open_table(PAIRS).map_err(|error| error::database(path, "import", error))?;
             for (key, value) in &pairs {

@@ -73,13 +73,14 @@ impl SledStateStore {
         self.failure.check(&self.path)
     }
 
-    /// Applies `batch` with the applied id, and flushes. A failure poisons the store.
-    fn commit(&mut self, mut batch: sled::Batch, applied: LogId) -> Result<(), StorageError> {
+    /// Applies `batch` with the applied id, atomically, and flushes when `durable` (else the
+    /// next `sync` or durable batch flushes it). A failure poisons the store.
+    fn commit(&mut self, mut batch: sled::Batch, applied: LogId, durable: bool) -> Result<(), StorageError> {
         batch.insert(APPLIED_KEY, &codec::encode_log_id(applied)[..]);
         let result = self
             .db
             .apply_batch(batch)
-            .and_then(|()| self.db.flush())
+            .and_then(|()| if durable { self.db.flush().map(drop) } else { Ok(()) })
             .map_err(|error| error::database(&self.path, "commit batch", error));
         match result {
             Ok(_) => {
@@ -91,6 +92,21 @@ impl SledStateStore {
                 Err(error)
             }
         }
+    }
+
+    /// One batch with the applied id; flushed when `durable`.
+    fn write(&mut self, writes: &[StateWrite], applied: LogId, durable: bool) -> Result<(), StorageError> {
+        self.usable()?;
+        rules::check_applied(applied, self.applied)?;
+        // A sled batch keeps the last change of each key, which is "in order".
+        let mut batch = sled::Batch::default();
+        for write in writes {
+            match write {
+                StateWrite::Put { key, value } => batch.insert(pair_key(key), &value[..]),
+                StateWrite::Delete { key } => batch.remove(pair_key(key)),
+            }
+        }
+        self.commit(batch, applied, durable)
     }
 
     /// Every stored pair key (with its prefix).
@@ -105,17 +121,17 @@ impl SledStateStore {
 
 impl StateStore for SledStateStore {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        self.write(writes, applied, true)
+    }
+
+    fn write_batch_deferred(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        self.write(writes, applied, false)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
         self.usable()?;
-        rules::check_applied(applied, self.applied)?;
-        // A sled batch keeps the last change of each key, which is "in order".
-        let mut batch = sled::Batch::default();
-        for write in writes {
-            match write {
-                StateWrite::Put { key, value } => batch.insert(pair_key(key), &value[..]),
-                StateWrite::Delete { key } => batch.remove(pair_key(key)),
-            }
-        }
-        self.commit(batch, applied)
+        let flushed = self.db.flush().map_err(|error| error::database(&self.path, "sync", error));
+        flushed.map(drop).inspect_err(|error| self.failure.fail(error))
     }
 
     fn applied(&self) -> Result<LogId, StorageError> {
@@ -160,7 +176,7 @@ impl StateStore for SledStateStore {
         for (key, value) in &pairs {
             batch.insert(pair_key(key), &value[..]);
         }
-        self.commit(batch, applied)
+        self.commit(batch, applied, true)
     }
 }
 

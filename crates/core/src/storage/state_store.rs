@@ -32,7 +32,24 @@ pub trait StateStore {
     /// none of it is. `applied` must not be below `applied()`, else `Misuse`.
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError>;
 
-    /// The log id recorded by the last batch, `LogId::default()` for a new store.
+    /// Like [`write_batch`](Self::write_batch), but durable only at the next
+    /// [`sync`](Self::sync) or durable batch. Readers see it at once. After a crash the store
+    /// holds the state of some earlier batch, data and applied id together — never part of a
+    /// batch — and the runtime re-applies the log from that applied id. A state machine uses
+    /// it to keep an fsync off every apply; the log still holds the entries it covers.
+    /// The default is the durable `write_batch`.
+    fn write_batch_deferred(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        self.write_batch(writes, applied)
+    }
+
+    /// Makes every deferred batch durable. The default does nothing: a store whose batches
+    /// are always durable has nothing to sync.
+    fn sync(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// The log id recorded by the last batch (deferred or not), `LogId::default()` for a new
+    /// store; after a reopen, that of the last durable batch.
     fn applied(&self) -> Result<LogId, StorageError>;
 
     /// The value of `key`, `None` if absent.
@@ -56,6 +73,14 @@ pub trait StateStore {
 impl<T: StateStore + ?Sized> StateStore for Box<T> {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
         (**self).write_batch(writes, applied)
+    }
+
+    fn write_batch_deferred(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
+        (**self).write_batch_deferred(writes, applied)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        (**self).sync()
     }
 
     fn applied(&self) -> Result<LogId, StorageError> {

@@ -97,6 +97,7 @@ macro_rules! state_store_conformance_tests {
                 an_applied_id_below_the_current_one_is_misuse_and_changes_nothing,
                 range_honours_inclusive_start_exclusive_end_and_limit,
                 batches_survive_a_reopen,
+                deferred_batches_are_visible_at_once_and_durable_after_sync,
                 empty_and_one_mebibyte_values_round_trip,
                 export_then_import_into_a_fresh_store_reproduces_it_exactly,
                 import_replaces_the_whole_content_and_survives_a_reopen,

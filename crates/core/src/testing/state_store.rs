@@ -114,6 +114,24 @@ pub fn batches_survive_a_reopen<H: StateStoreHarness>(harness: &mut H) {
     assert_eq!(everything(&store), vec![pair(b"b", b"2"), pair(b"c", b"3")]);
 }
 
+/// Deferred batches are visible at once, keep the applied-id rule, and survive a reopen once
+/// synced (a store with nothing deferred syncs as a no-op).
+pub fn deferred_batches_are_visible_at_once_and_durable_after_sync<H: StateStoreHarness>(harness: &mut H) {
+    let mut store = open_state(harness);
+    store.sync().expect("a sync with nothing deferred");
+    store.write_batch_deferred(&[put(b"a", b"1"), put(b"b", b"2")], LogId::new(1, 1)).unwrap();
+    assert_eq!(value(&store, b"a"), Some(Bytes::from_static(b"1")), "readers see a deferred batch at once");
+    assert_eq!(store.applied().unwrap(), LogId::new(1, 1));
+    store.write_batch_deferred(&[delete(b"a")], LogId::new(1, 2)).unwrap();
+    assert_misuse(store.write_batch_deferred(&[put(b"z", b"9")], LogId::new(1, 1)), "an older applied id");
+    store.sync().expect("sync");
+
+    let store = reopen_state(harness, store);
+
+    assert_eq!(store.applied().unwrap(), LogId::new(1, 2));
+    assert_eq!(everything(&store), vec![pair(b"b", b"2")]);
+}
+
 /// Empty and 1 MiB values, and an empty key, round-trip through a reopen.
 pub fn empty_and_one_mebibyte_values_round_trip<H: StateStoreHarness>(harness: &mut H) {
     let mut store = open_state(harness);
