@@ -218,24 +218,31 @@ impl EventLoop {
 
     fn publish_status(&self, stopped: Option<Result<(), String>>) {
         let status = self.core.status();
-        let next = NodeStatus {
-            id: status.id,
-            role: status.role,
-            term: status.term,
-            leader: status.leader,
-            commit: status.commit,
-            applied: status.applied,
-            last_log_index: status.last_log_id.index,
-            membership: self.core.membership().clone(),
-            stopped,
-        };
+        let membership = self.core.membership();
+        // Runs after every batch of inputs: compare first, clone the membership only on a change.
         self.status.send_if_modified(|current| {
-            if *current == next {
-                false
-            } else {
-                *current = next;
-                true
+            let changed = current.role != status.role
+                || current.term != status.term
+                || current.leader != status.leader
+                || current.commit != status.commit
+                || current.applied != status.applied
+                || current.last_log_index != status.last_log_id.index
+                || current.membership != *membership
+                || (stopped.is_some() && current.stopped != stopped);
+            if changed {
+                *current = NodeStatus {
+                    id: status.id,
+                    role: status.role,
+                    term: status.term,
+                    leader: status.leader,
+                    commit: status.commit,
+                    applied: status.applied,
+                    last_log_index: status.last_log_id.index,
+                    membership: membership.clone(),
+                    stopped: stopped.clone().or_else(|| current.stopped.clone()),
+                };
             }
+            changed
         });
     }
 
