@@ -16,11 +16,11 @@ use tokio::sync::watch;
 
 use crate::application::Application;
 use crate::error::{NodeError, RequestError};
-use crate::messages::{Applied, ApplyCommand, Completion, StorageCommand, Waiters};
+use crate::messages::{Applied, ApplyCommand, Completion, SequencedApply, StorageCommand, Waiters};
 
 pub(crate) struct ApplyTask<S> {
     pub(crate) state_machine: Arc<RwLock<S>>,
-    pub(crate) commands: UnboundedReceiver<ApplyCommand>,
+    pub(crate) commands: UnboundedReceiver<SequencedApply>,
     pub(crate) completions: UnboundedSender<Completion>,
     pub(crate) storage: UnboundedSender<StorageCommand>,
     pub(crate) waiters: Waiters,
@@ -33,16 +33,24 @@ impl<S: Application> ApplyTask<S> {
     }
 
     fn run(mut self) {
-        while let Some(command) = self.commands.blocking_recv() {
-            let result = match command {
-                ApplyCommand::Entries(entries) => self.apply(entries),
-                ApplyCommand::BuildSnapshot => self.build_snapshot(),
-                ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
-            };
-            if let Err(error) = result {
-                tracing::error!(%error, "the state machine failed; the node stops");
-                let _ = self.completions.send(Completion::Failed(error));
-                return;
+        // Commands arrive from two senders (the event loop and the storage thread); they are
+        // carried out in the event loop's sequence, early arrivals wait here.
+        let mut next_seq = 0;
+        let mut early = std::collections::BTreeMap::new();
+        while let Some((seq, command)) = self.commands.blocking_recv() {
+            early.insert(seq, command);
+            while let Some(command) = early.remove(&next_seq) {
+                next_seq += 1;
+                let result = match command {
+                    ApplyCommand::Entries(entries) => self.apply(entries),
+                    ApplyCommand::BuildSnapshot => self.build_snapshot(),
+                    ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
+                };
+                if let Err(error) = result {
+                    tracing::error!(%error, "the state machine failed; the node stops");
+                    let _ = self.completions.send(Completion::Failed(error));
+                    return;
+                }
             }
         }
     }

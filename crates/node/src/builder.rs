@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::application::Application;
 use crate::apply_task::ApplyTask;
+use crate::entry_cache::EntryCache;
 use crate::error::NodeError;
 use crate::event_loop::EventLoop;
 use crate::handle::{Inner, Node, Tasks};
@@ -107,6 +108,9 @@ impl<S: Application> NodeBuilder<S> {
         }
         let core =
             Raft::new(id, settings.core_config(), settings.bootstrap_membership(), &recovered, applied, seed(id))?;
+        // The log's tail above the applied index, so that applying never waits for the log.
+        let tail = log.entries(applied.next()..=recovered.last_log_id.index).unwrap_or_default();
+        let entries = EntryCache::with(tail);
 
         let listener = match listener {
             Some(listener) => listener,
@@ -153,10 +157,15 @@ impl<S: Application> NodeBuilder<S> {
         let (status_tx, status_rx) = watch::channel(initial_status);
 
         let spawn_error = |error: std::io::Error| NodeError::Task(format!("cannot start a thread: {error}"));
-        let storage_thread =
-            StorageTask { log, snapshots, commands: storage_rx, completions: completions_tx.clone(), apply: apply_tx }
-                .spawn(id.0)
-                .map_err(spawn_error)?;
+        let storage_thread = StorageTask {
+            log,
+            snapshots,
+            commands: storage_rx,
+            completions: completions_tx.clone(),
+            apply: apply_tx.clone(),
+        }
+        .spawn(id.0)
+        .map_err(spawn_error)?;
         let apply_thread = ApplyTask {
             state_machine: Arc::clone(&state_machine),
             commands: apply_rx,
@@ -174,6 +183,9 @@ impl<S: Application> NodeBuilder<S> {
             inbound: inbound_rx,
             completions: completions_rx,
             storage: storage_tx,
+            apply: apply_tx,
+            apply_seq: 0,
+            entries,
             waiters,
             reads: HashMap::new(),
             next_read: 0,

@@ -18,8 +18,9 @@ use d_engine_core::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::entry_cache::EntryCache;
 use crate::error::{NodeError, RequestError};
-use crate::messages::{Completion, Reply, Request, StorageCommand, Waiter, Waiters};
+use crate::messages::{ApplyCommand, Completion, Reply, Request, SequencedApply, StorageCommand, Waiter, Waiters};
 use crate::status::NodeStatus;
 use crate::transport::{AddressBook, Transport};
 
@@ -34,6 +35,10 @@ pub(crate) struct EventLoop {
     pub(crate) inbound: mpsc::Receiver<Envelope>,
     pub(crate) completions: mpsc::UnboundedReceiver<Completion>,
     pub(crate) storage: mpsc::UnboundedSender<StorageCommand>,
+    pub(crate) apply: mpsc::UnboundedSender<SequencedApply>,
+    /// The sequence number of the next command for the apply thread.
+    pub(crate) apply_seq: u64,
+    pub(crate) entries: EntryCache,
     pub(crate) waiters: Waiters,
     pub(crate) reads: HashMap<ReadId, Reply<d_engine_core::LogIndex>>,
     pub(crate) next_read: u64,
@@ -184,15 +189,21 @@ impl EventLoop {
             }
             for output in outputs {
                 match output {
-                    Output::Persist(write) => self.to_storage(StorageCommand::Persist(write)),
+                    Output::Persist(write) => {
+                        self.entries.on_persist(&write);
+                        self.to_storage(StorageCommand::Persist(write));
+                    }
                     Output::Send(envelope) => self.transport.send(envelope),
-                    Output::Apply { first, last } => self.to_storage(StorageCommand::Apply { first, last }),
+                    Output::Apply { first, last } => self.apply_entries(first, last),
                     Output::LoadEntries { peer, term, first, last } => {
                         self.to_storage(StorageCommand::LoadEntries { peer, term, first, last })
                     }
-                    Output::BuildSnapshot => self.to_storage(StorageCommand::BuildSnapshot),
+                    Output::BuildSnapshot => self.send_to_apply(ApplyCommand::BuildSnapshot),
                     Output::LoadSnapshot { peer, term } => self.to_storage(StorageCommand::LoadSnapshot { peer, term }),
-                    Output::InstallSnapshot(snapshot) => self.to_storage(StorageCommand::InstallSnapshot(snapshot)),
+                    Output::InstallSnapshot(snapshot) => {
+                        self.entries.discard_through(snapshot.meta.last_included.index);
+                        self.send_to_apply(ApplyCommand::InstallSnapshot(snapshot));
+                    }
                     Output::ReadReady { id, index } => {
                         if let Some(reply) = self.reads.remove(&id) {
                             let _ = reply.send(Ok(index));
@@ -209,6 +220,30 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Hands committed entries to the apply thread: from the cache when it holds them all,
+    /// else read from the log by the storage thread (same sequence number either way).
+    fn apply_entries(&mut self, first: d_engine_core::LogIndex, last: d_engine_core::LogIndex) {
+        match self.entries.take(first, last) {
+            Some(entries) => self.send_to_apply(ApplyCommand::Entries(entries)),
+            None => {
+                self.entries.discard_through(last);
+                let seq = self.next_apply_seq();
+                self.to_storage(StorageCommand::Apply { first, last, seq });
+            }
+        }
+    }
+
+    fn send_to_apply(&mut self, command: ApplyCommand) {
+        let seq = self.next_apply_seq();
+        // The apply thread ends only after the event loop, or on a failure reported as a completion.
+        let _ = self.apply.send((seq, command));
+    }
+
+    fn next_apply_seq(&mut self) -> u64 {
+        self.apply_seq += 1;
+        self.apply_seq - 1
     }
 
     fn to_storage(&self, command: StorageCommand) {

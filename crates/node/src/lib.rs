@@ -92,6 +92,7 @@
 mod application;
 mod apply_task;
 mod builder;
+mod entry_cache;
 mod error;
 mod event_loop;
 mod handle;

@@ -6,10 +6,12 @@
 //!                               └──────────Completion─────────────────────────┤
 //!                               └──────────Completion── apply thread ◀─ApplyCommand
 //! ```
-//! Every command that reads or writes the log, or must be ordered with respect to log
-//! writes, goes through the storage thread's one FIFO queue: a snapshot is saved before
-//! the write that purges the log it covers, entries are loaded after the write that
-//! appended them, and apply / build / install reach the apply thread in log order.
+//! Every command that reads or writes the log goes through the storage thread's one FIFO
+//! queue: a snapshot is saved before the write that purges the log it covers, and entries
+//! are loaded after the write that appended them. Work for the apply thread carries a
+//! sequence number from the event loop and is carried out in that order, whether it came
+//! straight from the event loop (committed entries from its cache, snapshot build and
+//! install) or through the storage thread (entries the cache did not hold).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -67,10 +69,11 @@ pub(crate) enum Completion {
 /// Work for the storage thread, carried out in order.
 pub(crate) enum StorageCommand {
     Persist(PersistRequest),
-    /// Read committed entries and hand them to the apply thread.
+    /// Read committed entries and hand them to the apply thread as its command `seq`.
     Apply {
         first: LogIndex,
         last: LogIndex,
+        seq: u64,
     },
     LoadEntries {
         peer: NodeId,
@@ -86,15 +89,14 @@ pub(crate) enum StorageCommand {
         peer: NodeId,
         term: Term,
     },
-    /// Forwarded to the apply thread in order.
-    BuildSnapshot,
-    /// Forwarded to the apply thread in order.
-    InstallSnapshot(Snapshot),
     /// Finish what is queued, sync, close.
     Stop,
 }
 
-/// Work for the apply thread, in log order.
+/// Work for the apply thread, carried out in `seq` order (see the module docs).
+pub(crate) type SequencedApply = (u64, ApplyCommand);
+
+/// Work for the apply thread.
 pub(crate) enum ApplyCommand {
     Entries(Vec<Entry>),
     BuildSnapshot,

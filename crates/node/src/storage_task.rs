@@ -15,7 +15,7 @@ use d_engine_core::{LogIndex, PersistRequest, WriteId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::error::NodeError;
-use crate::messages::{ApplyCommand, Completion, StorageCommand};
+use crate::messages::{ApplyCommand, Completion, SequencedApply, StorageCommand};
 use crate::snapshot_file::SnapshotStore;
 
 const GROUP_MAX: usize = 4096;
@@ -28,7 +28,7 @@ pub(crate) struct StorageTask {
     pub(crate) snapshots: SnapshotStore,
     pub(crate) commands: UnboundedReceiver<StorageCommand>,
     pub(crate) completions: UnboundedSender<Completion>,
-    pub(crate) apply: UnboundedSender<ApplyCommand>,
+    pub(crate) apply: UnboundedSender<SequencedApply>,
 }
 
 impl StorageTask {
@@ -71,9 +71,10 @@ impl StorageTask {
                     write_to(&mut *self.log, &write)?;
                     last_write = Some(write.id);
                 }
-                StorageCommand::Apply { first, last } => {
+                StorageCommand::Apply { first, last, seq } => {
                     let entries = self.log.entries(first..=last)?;
-                    self.forward(ApplyCommand::Entries(entries));
+                    // The apply thread only goes away when the node stops.
+                    let _ = self.apply.send((seq, ApplyCommand::Entries(entries)));
                 }
                 StorageCommand::LoadEntries { peer, term, first, last } => {
                     let entries = match self.log.entries(first..=last) {
@@ -96,8 +97,6 @@ impl StorageTask {
                     })?;
                     self.report(Completion::SnapshotLoaded { peer, term, snapshot });
                 }
-                StorageCommand::BuildSnapshot => self.forward(ApplyCommand::BuildSnapshot),
-                StorageCommand::InstallSnapshot(snapshot) => self.forward(ApplyCommand::InstallSnapshot(snapshot)),
                 StorageCommand::Stop => stop = true,
             }
         }
@@ -106,11 +105,6 @@ impl StorageTask {
             self.report(Completion::Persisted(id));
         }
         Ok(if stop { Continue::No } else { Continue::Yes })
-    }
-
-    fn forward(&self, command: ApplyCommand) {
-        // The apply thread only goes away when the node stops.
-        let _ = self.apply.send(command);
     }
 
     fn report(&self, completion: Completion) {

@@ -200,3 +200,29 @@ async fn a_port_in_use_is_a_bind_error_naming_the_address() {
         Ok(_) => panic!("a taken port must not be served twice"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot_and_survives_a_restart() {
+    let mut cluster = Cluster::start_with(3, StorageKind::Redb, Some(20)).await;
+    let leader = cluster.leader().await;
+    let follower = other_than(&cluster, &[leader]);
+    cluster.stop(follower).await;
+    let mut last = 0;
+    for i in 0..120 {
+        last = write(&cluster, leader, &format!("k{i}"), &i.to_string()).await;
+    }
+    // The leader compacted its log past what the follower has: only a snapshot helps.
+    cluster.restart(follower).await;
+    cluster.wait_applied(follower, last).await;
+    let values = cluster.node(follower).read(ReadConsistency::Serializable, |r| r.values.clone()).await.unwrap();
+    assert_eq!(values.len(), 120, "the snapshot and the tail after it hold every write");
+    assert_eq!(values.get("k119").map(String::as_str), Some("119"));
+
+    // Restarted again, it starts from its own saved snapshot plus its log.
+    cluster.stop(follower).await;
+    cluster.restart(follower).await;
+    cluster.wait_applied(follower, last).await;
+    let count = cluster.node(follower).read(ReadConsistency::Serializable, |r| r.values.len()).await.unwrap();
+    assert_eq!(count, 120);
+    cluster.shutdown().await;
+}

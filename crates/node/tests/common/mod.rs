@@ -112,14 +112,20 @@ pub struct Cluster {
     pub ports: Vec<u16>,
     pub storage: StorageKind,
     pub dir: tempfile::TempDir,
+    /// Snapshot every this many applied entries, keeping 5 behind (unset: the defaults).
+    pub snapshot_every: Option<u64>,
 }
 
 impl Cluster {
     pub async fn start(n: usize, storage: StorageKind) -> Cluster {
+        Cluster::start_with(n, storage, None).await
+    }
+
+    pub async fn start_with(n: usize, storage: StorageKind, snapshot_every: Option<u64>) -> Cluster {
         let listeners = listeners(n);
         let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut cluster = Cluster { nodes: Vec::new(), ports, storage, dir };
+        let mut cluster = Cluster { nodes: Vec::new(), ports, storage, dir, snapshot_every };
         for (i, listener) in listeners.into_iter().enumerate() {
             let node = cluster.build(i as u64 + 1).listener(listener).start().await.expect("the node starts");
             cluster.nodes.push(Some(node));
@@ -128,7 +134,12 @@ impl Cluster {
     }
 
     pub fn builder_settings(&self, id: u64) -> Settings {
-        settings(id, &self.ports, self.storage, self.dir.path(), "test-cluster")
+        let mut settings = settings(id, &self.ports, self.storage, self.dir.path(), "test-cluster");
+        if let Some(every) = self.snapshot_every {
+            settings.raft.snapshot_every_applied_entries = Some(every);
+            settings.raft.snapshot_keep_entries = 5;
+        }
+        settings
     }
 
     fn build(&self, id: u64) -> NodeBuilder<Registers> {
