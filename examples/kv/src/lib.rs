@@ -52,6 +52,6 @@ mod state_machine;
 pub use commands::{delete_command, get, output_revision, put_command};
 pub use error::KvError;
 pub use node_replica::{NodeReplica, etcd_cluster_id};
-pub use replica::{ClusterView, LocalReplica, MemberView, Replica, ReplicaError};
+pub use replica::{ClusterView, HeaderFacts, LocalReplica, MemberView, Replica, ReplicaError};
 pub use service::{DEFAULT_MAX_REQUEST_BYTES, KvServiceConfig, SERVER_VERSION, routes, serve};
 pub use state_machine::{KvStateMachine, MAX_TXN_OPS, validate_delete, validate_put, validate_range, validate_txn};

@@ -10,12 +10,14 @@ use d_engine::core::NodeId;
 use d_engine::core::storage::StateStore;
 use d_engine::{Node, ReadConsistency, RequestError};
 
-use crate::replica::{ClusterView, MemberView, Replica, ReplicaError};
+use crate::replica::{ClusterView, HeaderFacts, MemberView, Replica, ReplicaError};
 use crate::state_machine::KvStateMachine;
 
 /// A running node serving the etcd API.
 pub struct NodeReplica<S> {
     node: Node<KvStateMachine<S>>,
+    /// Read for every response header: a borrow, not a clone of the whole status.
+    status: tokio::sync::watch::Receiver<d_engine::NodeStatus>,
     cluster_id: u64,
     data_dir: Option<PathBuf>,
     request_timeout: Duration,
@@ -27,7 +29,8 @@ impl<S: StateStore + Send + Sync + 'static> NodeReplica<S> {
     /// write's outcome is then unknown, as with etcd).
     pub fn new(node: Node<KvStateMachine<S>>, data_dir: Option<&Path>, request_timeout: Duration) -> NodeReplica<S> {
         let cluster_id = etcd_cluster_id(node.cluster_id());
-        NodeReplica { node, cluster_id, data_dir: data_dir.map(Path::to_path_buf), request_timeout }
+        let status = node.watch_status();
+        NodeReplica { node, status, cluster_id, data_dir: data_dir.map(Path::to_path_buf), request_timeout }
     }
 
     fn to_replica_error(&self, error: RequestError) -> ReplicaError {
@@ -71,6 +74,13 @@ impl<S: StateStore + Send + Sync + 'static> Replica for NodeReplica<S> {
         }
     }
 
+    fn header_facts(&self) -> HeaderFacts {
+        let status = self.status.borrow();
+        HeaderFacts { cluster_id: self.cluster_id, member_id: status.id.0, raft_term: status.term.0 }
+    }
+
+    /// Walks the data directory for `db_size`: fine for Status and MemberList, which is
+    /// why headers use [`header_facts`](Replica::header_facts) instead.
     fn cluster(&self) -> ClusterView {
         let status = self.node.status();
         let membership = &status.membership;

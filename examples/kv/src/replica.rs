@@ -32,8 +32,27 @@ pub trait Replica: Send + Sync + 'static {
         read: impl FnOnce(&KvStateMachine<Self::Store>) -> R + Send + 'static,
     ) -> impl Future<Output = Result<R, ReplicaError>> + Send;
 
-    /// What this node knows of the cluster now, for headers, Status and MemberList.
+    /// What this node knows of the cluster now, for Status and MemberList.
     fn cluster(&self) -> ClusterView;
+
+    /// The facts every response header carries. Called for every request, so a replica
+    /// with an expensive [`cluster`](Replica::cluster) should answer it cheaply; the
+    /// default takes them from `cluster()`.
+    fn header_facts(&self) -> HeaderFacts {
+        let view = self.cluster();
+        HeaderFacts { cluster_id: view.cluster_id, member_id: view.member_id, raft_term: view.raft_term }
+    }
+}
+
+/// The cluster fields of an etcd response header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderFacts {
+    /// The cluster's id.
+    pub cluster_id: u64,
+    /// This node's id.
+    pub member_id: u64,
+    /// This node's current term.
+    pub raft_term: u64,
 }
 
 /// Why a [`Replica`] could not serve a request.

@@ -146,7 +146,13 @@ impl<R: Replica> EtcdService<R> {
     /// Fills the cluster fields of a header whose revision the state machine set.
     fn fill(&self, header: &mut Option<ResponseHeader>) {
         let revision = header.as_ref().map_or(0, |header| header.revision);
-        *header = Some(self::header(&self.replica.cluster(), revision));
+        let facts = self.replica.header_facts();
+        *header = Some(ResponseHeader {
+            cluster_id: facts.cluster_id,
+            member_id: facts.member_id,
+            revision,
+            raft_term: facts.raft_term,
+        });
     }
 
     fn check_size(&self, request: &impl Message) -> Result<(), Status> {
