@@ -226,3 +226,27 @@ async fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot_and_surv
     assert_eq!(count, 120);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_answers_every_request_in_flight_and_then_refuses_new_ones() {
+    let cluster = Cluster::start(1, StorageKind::Redb).await;
+    let leader = cluster.leader().await;
+    let node = cluster.node(leader).clone();
+    let proposals: Vec<_> = (0..200)
+        .map(|i| {
+            let node = node.clone();
+            tokio::spawn(async move { node.propose(format!("k{i}=v")).await })
+        })
+        .collect();
+    node.shutdown();
+    node.run().await.expect("a graceful stop");
+    for proposal in proposals {
+        let answered = tokio::time::timeout(Duration::from_secs(30), proposal).await.expect("no proposal hangs");
+        match answered.expect("the task ran") {
+            Ok(_) | Err(RequestError::ShuttingDown) | Err(RequestError::OutcomeUnknown(_)) => {}
+            Err(other) => panic!("a proposal in flight got {other:?}"),
+        }
+    }
+    assert_eq!(node.propose("late=1").await, Err(RequestError::ShuttingDown));
+    assert!(node.status().stopped.is_some(), "the status says the node stopped");
+}

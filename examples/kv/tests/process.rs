@@ -183,6 +183,22 @@ async fn bad_settings_exit_with_code_2_and_name_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_override_is_applied_and_validated_like_the_file() {
+    let cluster = ProcessCluster::configure(1, "memory");
+    let status = std::process::Command::new(processes::BINARY)
+        .arg("--config")
+        .arg(cluster.settings_path(1))
+        .env("D_ENGINE_RAFT__TICK_MS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run d-engine-kv");
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid setting raft.tick_ms = 0"), "the override was read and checked: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_in_use_exits_with_code_1_and_names_the_address() {
     let mut cluster = ProcessCluster::configure(1, "memory");
     let taken = std::net::TcpListener::bind(("127.0.0.1", cluster.client_ports[0])).expect("take the client port");
