@@ -13,7 +13,7 @@
 //!
 //! Every server is stopped at the end, on failure too (SIGTERM, then SIGKILL).
 
-mod servers;
+pub(crate) mod servers;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};

@@ -10,6 +10,7 @@
 //! and the etcd API on `client_port + (N - 1) * 10000` (2379, 12379, 22379, ...; etcd's own
 //! Procfile spaces its members the same way).
 
+use crate::bench::servers::log_tail;
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -339,16 +340,6 @@ impl Cluster {
                 }
             }
         }
-    }
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(error) => format!("(cannot read it: {error})"),
     }
 }
 
