@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::application::Application;
 use crate::error::{NodeError, RequestError};
 use crate::messages::{Applied, ApplyCommand, Completion, SequencedApply, StorageCommand, Waiters};
+use crate::metrics::NodeMetrics;
 
 pub(crate) struct ApplyTask<S> {
     pub(crate) state_machine: Arc<RwLock<S>>,
@@ -25,6 +26,7 @@ pub(crate) struct ApplyTask<S> {
     pub(crate) storage: UnboundedSender<StorageCommand>,
     pub(crate) waiters: Waiters,
     pub(crate) applied: watch::Sender<LogIndex>,
+    pub(crate) metrics: NodeMetrics,
 }
 
 impl<S: Application> ApplyTask<S> {
@@ -99,6 +101,7 @@ impl<S: Application> ApplyTask<S> {
         let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         state_machine.install_snapshot(&snapshot)?;
         drop(state_machine);
+        self.metrics.snapshot_installed(snapshot.data.len());
         // Proposals the snapshot covers may or may not be in it: their outcome is unknown here.
         let mut waiters = self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let later = waiters.split_off(&covered.next());

@@ -19,6 +19,7 @@ use crate::entry_cache::EntryCache;
 use crate::error::NodeError;
 use crate::event_loop::EventLoop;
 use crate::handle::{Inner, Node, Tasks};
+use crate::metrics::{self, NodeMetrics};
 use crate::server;
 use crate::settings::{Settings, StorageKind};
 use crate::snapshot_file::SnapshotStore;
@@ -121,6 +122,17 @@ impl<S: Application> NodeBuilder<S> {
         listener.set_nonblocking(true).map_err(|source| NodeError::Bind { address: listen_addr, source })?;
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|source| NodeError::Bind { address: listen_addr, source })?;
+        // Before any handle is resolved, so that this node's metrics reach the recorder.
+        let metrics_endpoint = match settings.metrics_addr() {
+            Some(address) => {
+                let (listener, handle) = metrics::bind(address)?;
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|source| NodeError::Bind { address, source })?;
+                Some((listener, handle))
+            }
+            None => None,
+        };
+        let node_metrics = NodeMetrics::new(id.0);
 
         let addresses = Arc::new(AddressBook::from_settings(&settings));
         let faults = NetworkFaults::new();
@@ -163,6 +175,7 @@ impl<S: Application> NodeBuilder<S> {
             commands: storage_rx,
             completions: completions_tx.clone(),
             apply: apply_tx.clone(),
+            metrics: node_metrics.clone(),
         }
         .spawn(id.0)
         .map_err(spawn_error)?;
@@ -173,6 +186,7 @@ impl<S: Application> NodeBuilder<S> {
             storage: storage_tx.clone(),
             waiters: Arc::clone(&waiters),
             applied: applied_tx,
+            metrics: node_metrics.clone(),
         }
         .spawn(id.0)
         .map_err(spawn_error)?;
@@ -194,6 +208,7 @@ impl<S: Application> NodeBuilder<S> {
             tick: settings.tick(),
             ticks: 0,
             addresses: Arc::clone(&addresses),
+            metrics: node_metrics.clone(),
         };
         let event_loop = tokio::spawn(event_loop.run());
 
@@ -210,14 +225,17 @@ impl<S: Application> NodeBuilder<S> {
                 addresses,
                 max_command_bytes: settings.transport.max_command_bytes,
                 faults: faults.clone(),
+                metrics: node_metrics,
                 shutdown: shutdown_tx,
                 tasks: Mutex::new(None),
             }),
         };
+        let metrics_server = metrics_endpoint
+            .map(|(listener, handle)| tokio::spawn(metrics::serve(listener, handle, shutdown_rx.clone())));
         let server =
             tokio::spawn(server::serve(node.clone(), settings.clone(), listener, inbound_tx, faults, shutdown_rx));
         *node.inner.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Some(Tasks { event_loop, server, threads: vec![storage_thread, apply_thread] });
+            Some(Tasks { event_loop, server, metrics_server, threads: vec![storage_thread, apply_thread] });
         tracing::info!(node = id.0, cluster = %settings.cluster.id, address = %listen_addr, "node started");
         Ok(node)
     }

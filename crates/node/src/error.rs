@@ -34,6 +34,9 @@ pub enum NodeError {
     /// A peer belongs to another cluster: the settings are wrong.
     #[error("wrong cluster: {0}")]
     WrongCluster(String),
+    /// The metrics recorder could not be installed (the application installed another one).
+    #[error("metrics unavailable: {0}")]
+    Metrics(String),
     /// A task of the node ended unexpectedly.
     #[error("node task failed: {0}")]
     Task(String),

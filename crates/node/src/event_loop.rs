@@ -21,6 +21,7 @@ use tokio::time::MissedTickBehavior;
 use crate::entry_cache::EntryCache;
 use crate::error::{NodeError, RequestError};
 use crate::messages::{ApplyCommand, Completion, Reply, Request, SequencedApply, StorageCommand, Waiter, Waiters};
+use crate::metrics::NodeMetrics;
 use crate::status::NodeStatus;
 use crate::transport::{AddressBook, Transport};
 
@@ -47,6 +48,7 @@ pub(crate) struct EventLoop {
     pub(crate) tick: Duration,
     pub(crate) ticks: u64,
     pub(crate) addresses: Arc<AddressBook>,
+    pub(crate) metrics: NodeMetrics,
 }
 
 impl EventLoop {
@@ -111,6 +113,7 @@ impl EventLoop {
                 // Queued before any output that follows, so the storage thread saves it
                 // before the write that purges the log it covers.
                 Ok(meta) => {
+                    self.metrics.snapshot_built(data.len());
                     let snapshot = d_engine_core::storage::Snapshot { meta, data };
                     self.to_storage(StorageCommand::SaveBuiltSnapshot(snapshot));
                 }
@@ -215,6 +218,7 @@ impl EventLoop {
                         }
                     }
                     Output::RoleChanged { role, term, leader } => {
+                        self.metrics.role_changed(role);
                         tracing::info!(node = self.core.status().id.0, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
                     }
                 }
@@ -276,6 +280,7 @@ impl EventLoop {
                     membership: membership.clone(),
                     stopped: stopped.clone().or_else(|| current.stopped.clone()),
                 };
+                self.metrics.publish(current);
             }
             changed
         });

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use bytes::Bytes;
 use d_engine_core::{Envelope, LogId, LogIndex, MembershipChange, NodeId, ReadPolicy};
@@ -12,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::application::Application;
 use crate::error::{NodeError, RequestError};
 use crate::messages::{Applied, Request};
+use crate::metrics::NodeMetrics;
 use crate::status::NodeStatus;
 use crate::transport::AddressBook;
 
@@ -54,6 +56,7 @@ pub(crate) struct Inner<S> {
     pub(crate) addresses: Arc<AddressBook>,
     pub(crate) max_command_bytes: usize,
     pub(crate) faults: NetworkFaults,
+    pub(crate) metrics: NodeMetrics,
     pub(crate) shutdown: watch::Sender<()>,
     pub(crate) tasks: Mutex<Option<Tasks>>,
 }
@@ -61,6 +64,7 @@ pub(crate) struct Inner<S> {
 pub(crate) struct Tasks {
     pub(crate) event_loop: tokio::task::JoinHandle<Result<(), NodeError>>,
     pub(crate) server: tokio::task::JoinHandle<()>,
+    pub(crate) metrics_server: Option<tokio::task::JoinHandle<()>>,
     pub(crate) threads: Vec<JoinHandle<()>>,
 }
 
@@ -68,7 +72,26 @@ impl<S: Application> Node<S> {
     /// Replicates `command` and returns the state machine's output once it is applied on
     /// this node (the leader). Errors say whether the command may have taken effect.
     pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Applied, RequestError> {
-        let command = command.into();
+        let started = Instant::now();
+        let result = self.propose_unrecorded(command.into()).await;
+        let proposals = &self.inner.metrics.proposals;
+        let outcome = match &result {
+            Ok(_) => {
+                self.inner.metrics.commit_latency.record(started.elapsed());
+                &proposals.applied
+            }
+            Err(RequestError::NotLeader { .. }) => &proposals.not_leader,
+            Err(RequestError::Aborted) => &proposals.aborted,
+            Err(RequestError::OutcomeUnknown(_)) => &proposals.outcome_unknown,
+            Err(RequestError::ShuttingDown) => &proposals.shutting_down,
+            Err(RequestError::InvalidArgument(_) | RequestError::TooLarge { .. })
+            | Err(RequestError::Refused(_) | RequestError::Query(_)) => &proposals.invalid,
+        };
+        outcome.increment(1);
+        result
+    }
+
+    async fn propose_unrecorded(&self, command: Bytes) -> Result<Applied, RequestError> {
         if command.is_empty() {
             return Err(RequestError::InvalidArgument("the command is empty".into()));
         }
@@ -86,7 +109,9 @@ impl<S: Application> Node<S> {
             ReadConsistency::Serializable => None,
         };
         if let Some(policy) = policy {
+            let started = Instant::now();
             let index = self.ask(|reply| Request::Read { policy, reply }).await?;
+            self.inner.metrics.read_index_latency.record(started.elapsed());
             let mut applied = self.inner.applied.clone();
             applied.wait_for(|applied| *applied >= index).await.map_err(|_| RequestError::ShuttingDown)?;
         }
@@ -206,6 +231,10 @@ impl<S> Node<S> {
         let mut server = tasks.server;
         if tokio::time::timeout(std::time::Duration::from_secs(2), &mut server).await.is_err() {
             server.abort();
+        }
+        // It stops at the shutdown signal without waiting for scrapers.
+        if let Some(metrics_server) = tasks.metrics_server {
+            let _ = metrics_server.await;
         }
         match (result, joined) {
             (Err(error), _) => Err(error),

@@ -12,7 +12,9 @@
 //! - the **apply thread**: committed entries into the state machine, answers proposals;
 //! - one **sender per peer**: a long-lived gRPC stream, reconnecting with backoff;
 //! - the **gRPC server**: peer messages in, the d-engine client API (`proto/client.proto`);
-//! - a **ticker** that only calls `tick`.
+//! - a **ticker** that only calls `tick`;
+//! - with `[metrics] listen_addr` set, a **`/metrics` endpoint** serving Prometheus metrics
+//!   (`d_engine_*`, labelled by `node_id`; see the `metrics` module and docs/operations.md).
 //!
 //! Serializable reads take the state machine's read lock directly; linearizable reads ask
 //! the core for a ReadIndex, then wait until the state machine has applied that far.
@@ -97,6 +99,7 @@ mod error;
 mod event_loop;
 mod handle;
 mod messages;
+mod metrics;
 mod server;
 pub mod settings;
 mod snapshot_file;

@@ -34,6 +34,9 @@ pub struct Settings {
     /// Peer and client transport.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
 }
 
 /// Which storage adapter holds the log, the snapshot and the state machine's data.
@@ -171,6 +174,15 @@ impl Default for TransportSettings {
     }
 }
 
+/// The Prometheus `/metrics` endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Where to serve `/metrics` (Prometheus text format), `ip:port`. Unset: no endpoint,
+    /// and the node records metrics only if another node of the process serves them.
+    pub listen_addr: Option<String>,
+}
+
 /// Why settings could not be loaded or are not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -274,6 +286,11 @@ impl Settings {
         if transport.request_queue == 0 {
             return Err(invalid("transport.request_queue", 0, "must be greater than zero"));
         }
+        if let Some(address) = &self.metrics.listen_addr
+            && address.parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid("metrics.listen_addr", address, "not a socket address (ip:port)"));
+        }
         Ok(())
     }
 
@@ -323,6 +340,11 @@ impl Settings {
     /// The address this node listens on for peers and d-engine clients.
     pub fn listen_addr(&self) -> SocketAddr {
         self.this_member().peer_addr.parse().expect("validated: a socket address")
+    }
+
+    /// Where this node serves `/metrics`, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.listen_addr.as_ref().map(|address| address.parse().expect("validated: a socket address"))
     }
 
     /// The membership a new cluster starts with.
@@ -433,6 +455,19 @@ mod tests {
     fn protocol_settings_are_checked_by_the_core_rules() {
         let text = format!("{THREE_NODES}\n[raft]\nelection_timeout_ticks = 1\nheartbeat_interval_ticks = 1\n");
         assert!(reason_for(&text).starts_with("invalid setting raft.election_timeout_ticks"), "{}", reason_for(&text));
+    }
+
+    #[test]
+    fn the_metrics_address_is_optional_and_checked() {
+        assert_eq!(Settings::from_toml(THREE_NODES).expect("valid settings").metrics_addr(), None);
+        let text = format!("{THREE_NODES}\n[metrics]\nlisten_addr = \"127.0.0.1:9182\"\n");
+        let settings = Settings::from_toml(&text).expect("valid settings");
+        assert_eq!(settings.metrics_addr(), Some("127.0.0.1:9182".parse().unwrap()));
+        let text = format!("{THREE_NODES}\n[metrics]\nlisten_addr = \"localhost:9182\"\n");
+        assert_eq!(
+            reason_for(&text),
+            r#"invalid setting metrics.listen_addr = "localhost:9182": not a socket address (ip:port)"#
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! failed write is ever reported durable.
 
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use d_engine_core::storage::{LogStore, StorageError};
 use d_engine_core::{LogIndex, PersistRequest, WriteId};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::error::NodeError;
 use crate::messages::{ApplyCommand, Completion, SequencedApply, StorageCommand};
+use crate::metrics::NodeMetrics;
 use crate::snapshot_file::SnapshotStore;
 
 const GROUP_MAX: usize = 4096;
@@ -29,6 +31,7 @@ pub(crate) struct StorageTask {
     pub(crate) commands: UnboundedReceiver<StorageCommand>,
     pub(crate) completions: UnboundedSender<Completion>,
     pub(crate) apply: UnboundedSender<SequencedApply>,
+    pub(crate) metrics: NodeMetrics,
 }
 
 impl StorageTask {
@@ -64,12 +67,14 @@ impl StorageTask {
 
     fn carry_out(&mut self, group: &mut Vec<StorageCommand>) -> Result<Continue, StorageError> {
         let mut last_write: Option<WriteId> = None;
+        let mut writes = 0u32;
         let mut stop = false;
         for command in group.drain(..) {
             match command {
                 StorageCommand::Persist(write) => {
                     write_to(&mut *self.log, &write)?;
                     last_write = Some(write.id);
+                    writes += 1;
                 }
                 StorageCommand::Apply { first, last, seq } => {
                     let entries = self.log.entries(first..=last)?;
@@ -101,7 +106,10 @@ impl StorageTask {
             }
         }
         if let Some(id) = last_write {
+            let sync_started = Instant::now();
             self.log.sync()?;
+            self.metrics.storage_sync.record(sync_started.elapsed());
+            self.metrics.storage_batch_writes.record(writes);
             self.report(Completion::Persisted(id));
         }
         Ok(if stop { Continue::No } else { Continue::Yes })
