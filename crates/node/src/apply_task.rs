@@ -30,8 +30,12 @@ pub(crate) struct ApplyTask<S> {
 }
 
 impl<S: Application> ApplyTask<S> {
-    pub(crate) fn spawn(self, node: u64) -> std::io::Result<JoinHandle<()>> {
-        std::thread::Builder::new().name(format!("d-engine-{node}-apply")).spawn(move || self.run())
+    /// Starts the thread inside `span` (the node's: its lines carry the node id and term).
+    pub(crate) fn spawn(self, node: u64, span: tracing::Span) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name(format!("d-engine-{node}-apply")).spawn(move || {
+            let _entered = span.enter();
+            self.run()
+        })
     }
 
     fn run(mut self) {

@@ -12,6 +12,7 @@ use d_engine_memory::{MemLogStore, MemStateStore};
 use d_engine_redb::{RedbLogStore, RedbStateStore};
 use d_engine_sled::{SledLogStore, SledStateStore};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::application::Application;
 use crate::apply_task::ApplyTask;
@@ -169,6 +170,9 @@ impl<S: Application> NodeBuilder<S> {
         let (status_tx, status_rx) = watch::channel(initial_status);
 
         let spawn_error = |error: std::io::Error| NodeError::Task(format!("cannot start a thread: {error}"));
+        // The threads and the server log inside `node{id}`; the event loop makes its own
+        // `node{id, term}` span per term.
+        let span = tracing::info_span!("node", id = id.0);
         let storage_thread = StorageTask {
             log,
             snapshots,
@@ -177,7 +181,7 @@ impl<S: Application> NodeBuilder<S> {
             apply: apply_tx.clone(),
             metrics: node_metrics.clone(),
         }
-        .spawn(id.0)
+        .spawn(id.0, span.clone())
         .map_err(spawn_error)?;
         let apply_thread = ApplyTask {
             state_machine: Arc::clone(&state_machine),
@@ -188,7 +192,7 @@ impl<S: Application> NodeBuilder<S> {
             applied: applied_tx,
             metrics: node_metrics.clone(),
         }
-        .spawn(id.0)
+        .spawn(id.0, span.clone())
         .map_err(spawn_error)?;
         let event_loop = EventLoop {
             core,
@@ -209,6 +213,8 @@ impl<S: Application> NodeBuilder<S> {
             ticks: 0,
             addresses: Arc::clone(&addresses),
             metrics: node_metrics.clone(),
+            log_span: tracing::Span::none(),
+            span_term: None,
         };
         let event_loop = tokio::spawn(event_loop.run());
 
@@ -232,8 +238,9 @@ impl<S: Application> NodeBuilder<S> {
         };
         let metrics_server = metrics_endpoint
             .map(|(listener, handle)| tokio::spawn(metrics::serve(listener, handle, shutdown_rx.clone())));
-        let server =
-            tokio::spawn(server::serve(node.clone(), settings.clone(), listener, inbound_tx, faults, shutdown_rx));
+        let server = tokio::spawn(
+            server::serve(node.clone(), settings.clone(), listener, inbound_tx, faults, shutdown_rx).instrument(span),
+        );
         *node.inner.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Some(Tasks { event_loop, server, metrics_server, threads: vec![storage_thread, apply_thread] });
         tracing::info!(node = id.0, cluster = %settings.cluster.id, address = %listen_addr, "node started");

@@ -49,6 +49,17 @@ pub(crate) struct EventLoop {
     pub(crate) ticks: u64,
     pub(crate) addresses: Arc<AddressBook>,
     pub(crate) metrics: NodeMetrics,
+    /// The span the loop logs in, and the term it was made for.
+    pub(crate) log_span: tracing::Span,
+    pub(crate) span_term: Option<d_engine_core::Term>,
+}
+
+/// One input the loop waited for.
+enum Input {
+    Completion(Completion),
+    Peer(Envelope),
+    Request(Request),
+    Tick,
 }
 
 impl EventLoop {
@@ -58,26 +69,20 @@ impl EventLoop {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let result = loop {
-            tokio::select! {
+            let input = tokio::select! {
                 biased;
                 // A dropped sender counts as a signal: nobody is left to send it.
                 _ = self.shutdown.changed() => break Ok(()),
-                Some(completion) = self.completions.recv() => {
-                    if let Err(error) = self.on_completion(completion) {
-                        break Err(error);
-                    }
-                }
-                Some(envelope) = self.inbound.recv() => self.core.step(envelope),
-                Some(request) = self.requests.recv() => self.on_request(request),
-                _ = ticker.tick() => {
-                    self.core.tick();
-                    self.ticks += 1;
-                    if self.ticks.is_multiple_of(MISCONFIGURATION_CHECK_TICKS)
-                        && let Some(reason) = self.transport.misconfiguration()
-                    {
-                        break Err(NodeError::WrongCluster(reason));
-                    }
-                }
+                Some(completion) = self.completions.recv() => Input::Completion(completion),
+                Some(envelope) = self.inbound.recv() => Input::Peer(envelope),
+                Some(request) = self.requests.recv() => Input::Request(request),
+                _ = ticker.tick() => Input::Tick,
+            };
+            // Entered only between awaits: everything the loop logs names the node and its term.
+            let span = self.span();
+            let _entered = span.enter();
+            if let Err(error) = self.on_input(input) {
+                break Err(error);
             }
             if let Err(error) = self.take_ready() {
                 break Err(error);
@@ -85,7 +90,38 @@ impl EventLoop {
             self.carry_out();
             self.publish_status(None);
         };
+        let span = self.span();
+        let _entered = span.enter();
         self.stop(result)
+    }
+
+    fn on_input(&mut self, input: Input) -> Result<(), NodeError> {
+        match input {
+            Input::Completion(completion) => self.on_completion(completion)?,
+            Input::Peer(envelope) => self.core.step(envelope),
+            Input::Request(request) => self.on_request(request),
+            Input::Tick => {
+                self.core.tick();
+                self.ticks += 1;
+                if self.ticks.is_multiple_of(MISCONFIGURATION_CHECK_TICKS)
+                    && let Some(reason) = self.transport.misconfiguration()
+                {
+                    return Err(NodeError::WrongCluster(reason));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `node{id, term}` span for the current term (a new one when the term moved on, so
+    /// that human-format lines show one term, not every term recorded so far).
+    fn span(&mut self) -> tracing::Span {
+        let term = self.core.status().term;
+        if self.span_term != Some(term) {
+            self.span_term = Some(term);
+            self.log_span = tracing::info_span!("node", id = self.core.status().id.0, term = term.0);
+        }
+        self.log_span.clone()
     }
 
     /// Takes inputs that are already queued, without waiting.
@@ -114,13 +150,17 @@ impl EventLoop {
                 // before the write that purges the log it covers.
                 Ok(meta) => {
                     self.metrics.snapshot_built(data.len());
+                    tracing::info!(last_included = %meta.last_included, bytes = data.len(), "snapshot built");
                     let snapshot = d_engine_core::storage::Snapshot { meta, data };
                     self.to_storage(StorageCommand::SaveBuiltSnapshot(snapshot));
                 }
                 Err(error) => tracing::debug!(%error, "snapshot not recorded"),
             },
             Completion::SnapshotLoaded { peer, term, snapshot } => self.core.snapshot_loaded(peer, term, snapshot),
-            Completion::SnapshotInstalled(meta) => self.core.snapshot_installed(meta),
+            Completion::SnapshotInstalled(meta) => {
+                tracing::info!(last_included = %meta.last_included, "snapshot from the leader installed");
+                self.core.snapshot_installed(meta)
+            }
             Completion::Failed(error) => return Err(error),
         }
         Ok(())
@@ -149,8 +189,11 @@ impl EventLoop {
                     }
                 }
             }
-            Request::ChangeMembership { change, reply } => match self.core.change_membership(change) {
-                Ok(log_id) => self.wait_for_apply(log_id, reply),
+            Request::ChangeMembership { change, reply } => match self.core.change_membership(change.clone()) {
+                Ok(log_id) => {
+                    tracing::info!(?change, at = %log_id, "membership change proposed");
+                    self.wait_for_apply(log_id, reply)
+                }
                 Err(MembershipChangeError::NotLeader { leader }) => {
                     let _ = reply.send(Err(self.not_leader(leader)));
                 }
@@ -219,7 +262,7 @@ impl EventLoop {
                     }
                     Output::RoleChanged { role, term, leader } => {
                         self.metrics.role_changed(role);
-                        tracing::info!(node = self.core.status().id.0, ?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
+                        tracing::info!(?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
                     }
                 }
             }

@@ -37,6 +37,9 @@ pub struct Settings {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Log format and level (see [`crate::init_logging`]).
+    #[serde(default)]
+    pub log: LogSettings,
 }
 
 /// Which storage adapter holds the log, the snapshot and the state machine's data.
@@ -183,6 +186,34 @@ pub struct MetricsSettings {
     pub listen_addr: Option<String>,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event (the default).
+    #[default]
+    Human,
+    /// One JSON object per line, with the node's span fields (`id`, `term`).
+    Json,
+}
+
+/// Logging, for programs that let the node set up `tracing` ([`crate::init_logging`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter: a level (`info`, `debug`, ...) or directives such as
+    /// `info,d_engine=debug`. `RUST_LOG`, when set, replaces it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { format: LogFormat::Human, level: "info".to_owned() }
+    }
+}
+
 /// Why settings could not be loaded or are not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -285,6 +316,9 @@ impl Settings {
         }
         if transport.request_queue == 0 {
             return Err(invalid("transport.request_queue", 0, "must be greater than zero"));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", &self.log.level, format!("not a tracing filter: {error}")));
         }
         if let Some(address) = &self.metrics.listen_addr
             && address.parse::<SocketAddr>().is_err()
@@ -468,6 +502,16 @@ mod tests {
             reason_for(&text),
             r#"invalid setting metrics.listen_addr = "localhost:9182": not a socket address (ip:port)"#
         );
+    }
+
+    #[test]
+    fn the_log_section_defaults_to_human_info_and_a_bad_filter_is_refused() {
+        let settings = Settings::from_toml(THREE_NODES).expect("valid settings");
+        assert_eq!(settings.log, LogSettings { format: LogFormat::Human, level: "info".to_owned() });
+        let text = format!("{THREE_NODES}\n[log]\nformat = \"json\"\nlevel = \"info,d_engine=debug\"\n");
+        assert_eq!(Settings::from_toml(&text).expect("valid settings").log.format, LogFormat::Json);
+        let text = format!("{THREE_NODES}\n[log]\nlevel = \"nonsense[[\"\n");
+        assert!(reason_for(&text).starts_with(r#"invalid setting log.level = "nonsense[[": not a tracing filter"#));
     }
 
     #[test]

@@ -39,17 +39,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colours)
-        .with_target(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
     let settings = match Settings::load(&cli.config) {
         Ok(settings) => settings,
         Err(error) => return fail(ExitCode::from(2), &error),
     };
+    // `[log]` of the settings (format, level), `RUST_LOG` overriding the level.
+    if let Err(error) = d_engine::init_logging(&settings.log) {
+        return fail(ExitCode::from(2), &error);
+    }
     let Some(client_addr) = client_addr(&settings) else {
         let index = settings.cluster.members.iter().position(|m| m.id == settings.node.id).unwrap_or_default();
         let message = format!(
