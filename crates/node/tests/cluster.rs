@@ -214,7 +214,12 @@ async fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot_and_surv
     // The leader compacted its log past what the follower has: only a snapshot helps.
     cluster.restart(follower).await;
     cluster.wait_applied(follower, last).await;
-    let values = cluster.node(follower).read(ReadConsistency::Serializable, |r| r.values.clone()).await.unwrap();
+    let (values, installed) = cluster
+        .node(follower)
+        .read(ReadConsistency::Serializable, |r| (r.values.clone(), r.snapshots_installed))
+        .await
+        .unwrap();
+    assert!(installed >= 1, "the follower caught up through a snapshot, not the log alone");
     assert_eq!(values.len(), 120, "the snapshot and the tail after it hold every write");
     assert_eq!(values.get("k119").map(String::as_str), Some("119"));
 
@@ -222,7 +227,12 @@ async fn a_follower_behind_the_compacted_log_catches_up_from_a_snapshot_and_surv
     cluster.stop(follower).await;
     cluster.restart(follower).await;
     cluster.wait_applied(follower, last).await;
-    let count = cluster.node(follower).read(ReadConsistency::Serializable, |r| r.values.len()).await.unwrap();
+    let (count, installed) = cluster
+        .node(follower)
+        .read(ReadConsistency::Serializable, |r| (r.values.len(), r.snapshots_installed))
+        .await
+        .unwrap();
+    assert_eq!(installed, 1, "the restarted node starts from its own saved snapshot");
     assert_eq!(count, 120);
     cluster.shutdown().await;
 }

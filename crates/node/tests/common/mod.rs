@@ -19,6 +19,8 @@ use d_engine::{Application, Node, NodeBuilder, Settings, StorageKind};
 pub struct Registers {
     pub values: BTreeMap<String, String>,
     pub applied: LogId,
+    /// Snapshots installed into this state machine (at start or from a leader).
+    pub snapshots_installed: u64,
 }
 
 impl StateMachine for Registers {
@@ -55,6 +57,7 @@ impl StateMachine for Registers {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         self.applied = snapshot.meta.last_included;
+        self.snapshots_installed += 1;
         Ok(())
     }
 }
