@@ -80,6 +80,8 @@ pub struct GrpcTransport {
     addresses: Arc<AddressBook>,
     faults: NetworkFaults,
     senders: HashMap<NodeId, PeerSender>,
+    /// Peers without an address, already reported (once each, not at every heartbeat).
+    unreachable: std::collections::HashSet<NodeId>,
 }
 
 impl GrpcTransport {
@@ -94,13 +96,19 @@ impl GrpcTransport {
             addresses,
             faults,
             senders: HashMap::new(),
+            unreachable: Default::default(),
         }
     }
 
     fn sender(&mut self, peer: NodeId) -> Option<&PeerSender> {
         if !self.senders.contains_key(&peer) {
             let Some(addresses) = self.addresses.get(peer) else {
-                tracing::warn!(peer = peer.0, "no address for the peer in cluster.members; message dropped");
+                if self.unreachable.insert(peer) {
+                    tracing::warn!(
+                        peer = peer.0,
+                        "no address for the peer in cluster.members; its messages are dropped"
+                    );
+                }
                 return None;
             };
             let sender = PeerSender::spawn_with_faults(
