@@ -2,9 +2,10 @@
 //!
 //! ```text
 //!  Node handle ──Request──▶ event loop (owns the core) ──StorageCommand──▶ storage thread
-//!  peers ──Envelope──────▶      ▲                                             │ (FIFO)
-//!                               └──────────Completion─────────────────────────┤
-//!                               └──────────Completion── apply thread ◀─ApplyCommand
+//!  peers ──Envelope──────▶      ▲  │                                          │ (FIFO)
+//!                               │  └──(seq, ApplyCommand)──▶ apply thread ◀───┘ (seq, entries
+//!                               │                               │               the cache lacked)
+//!                               └──────────Completion───────────┴── and from the storage thread
 //! ```
 //! Every command that reads or writes the log goes through the storage thread's one FIFO
 //! queue: a snapshot is saved before the write that purges the log it covers, and entries
