@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use d_engine_grpc::client_proto as proto;
 use d_engine_grpc::client_proto::client_client::ClientClient;
+use d_engine_grpc::trace_context::{self, TRACE_TARGET};
 use d_engine_grpc::{is_not_leader, leader_hint};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use crate::config::{ClientConfig, endpoint};
 use crate::error::ClientError;
@@ -198,12 +200,15 @@ impl Client {
     /// [`ClientError::Unavailable`] or [`ClientError::Timeout`] and the command may or may not
     /// be applied. Make commands idempotent (or check the state) where that matters.
     pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Proposed, ClientError> {
+        let span = tracing::info_span!(target: TRACE_TARGET, "d_engine_client.propose", otel.kind = "client");
+        let traceparent = trace_context::traceparent(&span);
         let request = proto::ProposeRequest { command: command.into() };
         let reply = self
             .call(Retry::OnlyUnexecuted, true, move |mut client| {
-                let request = request.clone();
+                let request = traced(request.clone(), traceparent.as_deref());
                 async move { client.propose(request).await }
             })
+            .instrument(span)
             .await?;
         Ok(Proposed { output: reply.output, term: reply.term, index: reply.index })
     }
@@ -214,11 +219,14 @@ impl Client {
         let request =
             proto::QueryRequest { query: query.into(), consistency: proto::Consistency::from(consistency) as i32 };
         let leader_only = consistency != Consistency::Serializable;
+        let span = tracing::info_span!(target: TRACE_TARGET, "d_engine_client.query", otel.kind = "client");
+        let traceparent = trace_context::traceparent(&span);
         let reply = self
             .call(Retry::Idempotent, leader_only, move |mut client| {
-                let request = request.clone();
+                let request = traced(request.clone(), traceparent.as_deref());
                 async move { client.query(request).await }
             })
+            .instrument(span)
             .await?;
         Ok(reply.output)
     }
@@ -332,6 +340,16 @@ impl Client {
             retries += 1;
         }
     }
+}
+
+/// `message` as a request carrying `traceparent` (the W3C trace context of the calling span,
+/// when it is traced) in its metadata, so that the node's spans join the caller's trace.
+fn traced<T>(message: T, traceparent: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = traceparent.and_then(|value| value.parse().ok()) {
+        request.metadata_mut().insert(trace_context::TRACEPARENT, value);
+    }
+    request
 }
 
 #[cfg(test)]

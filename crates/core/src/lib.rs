@@ -83,5 +83,5 @@ pub use output::{
     MembershipChange, MembershipChangeError, Output, PersistRequest, ProposeError, ReadError, ReadId, ReadPolicy, Role,
     SnapshotError, TransferError, WriteId,
 };
-pub use raft::{Raft, Status};
+pub use raft::{PeerReplication, Raft, ReplicationState, Status};
 pub use types::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Term};

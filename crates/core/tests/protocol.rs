@@ -5,7 +5,7 @@ mod harness;
 use d_engine_core::storage::RecoveredLog;
 use d_engine_core::{
     AppendOutcome, Config, ConfigError, ConflictHint, LeaseReadConfig, LogId, LogIndex, Membership, Message, NodeId,
-    ProposeError, Raft, ReadId, ReadPolicy, Role, Term, TransferError,
+    ProposeError, Raft, ReadId, ReadPolicy, ReplicationState, Role, Term, TransferError,
 };
 use harness::{TestNode, command, config, entry};
 
@@ -329,4 +329,30 @@ fn an_acknowledgement_held_across_a_term_change_is_dropped() {
     let released = follower.drain();
     assert!(released.messages_to(1).is_empty(), "the term-1 acknowledgement is stale once the term is 2");
     assert_eq!(released.messages_to(3), vec![&Message::HeartbeatResponse { term: Term(2), read_round: 0 }]);
+}
+
+#[test]
+fn replication_view_shows_each_followers_match_and_in_flight_window() {
+    let (mut leader, term) = leader_with_committed_noop(config());
+    assert!(TestNode::new(2, 3, config()).raft.replication().is_empty(), "a follower has no replication view");
+    leader.raft.propose(command("a")).unwrap();
+    leader.raft.propose(command("b")).unwrap();
+    leader.drain_persisting();
+    let view = leader.raft.replication();
+    let peers: Vec<u64> = view.iter().map(|peer| peer.peer.0).collect();
+    assert_eq!(peers, vec![2, 3], "every other member, never the leader itself");
+    let n2 = view[0];
+    assert_eq!(n2.matched, LogIndex(1), "n2 acknowledged the no-op");
+    assert_eq!(n2.state, ReplicationState::Replicate);
+    assert!(n2.inflight_messages >= 1 && n2.inflight_bytes >= 2, "entries 2..=3 are in flight to n2: {n2:?}");
+    assert_eq!(view[1].matched, LogIndex(0), "n3 never answered");
+
+    leader.receive(2, success(term, 3));
+    leader.drain_persisting();
+    let n2 = leader.raft.replication()[0];
+    assert_eq!(
+        (n2.matched, n2.inflight_messages, n2.inflight_bytes),
+        (LogIndex(3), 0, 0),
+        "acknowledged: window empty"
+    );
 }

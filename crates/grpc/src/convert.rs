@@ -51,6 +51,7 @@ pub fn envelope_to_proto(cluster_id: &str, envelope: &Envelope) -> proto::Envelo
         from: envelope.from.0,
         to: envelope.to.0,
         message: Some(message_to_proto(&envelope.message)),
+        entry_traces: Vec::new(),
     }
 }
 

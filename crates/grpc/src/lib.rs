@@ -42,12 +42,19 @@
 //! ends the peers' long-lived streams at shutdown, which a graceful tonic shutdown would
 //! otherwise wait for forever.
 //!
+//! # Observability
+//! Envelopes a sender drops and envelopes the server refuses are counted in
+//! `d_engine_grpc_errors_total{node_id, peer, kind}` (the `metrics` facade: recorded when
+//! the process installed a recorder). An append carries the W3C trace context of the
+//! entries being traced ([`trace_context`]).
+//!
 //! The core never depends on this crate, tokio or protobuf.
 
 pub mod client_status;
 pub mod convert;
 pub mod faults;
 pub mod sender;
+pub mod trace_context;
 pub mod transport;
 
 /// The generated protobuf types and tonic client / server of `dengine.raft.v1`.
@@ -67,4 +74,5 @@ pub use client_status::{is_not_leader, leader_hint, not_leader_status};
 pub use convert::{ClusterEnvelope, ConvertError};
 pub use faults::NetworkFaults;
 pub use sender::{Backoff, PeerSender, PeerSenderStats};
+pub use trace_context::{EntryTracer, SharedEntryTracer};
 pub use transport::{PeerClient, PeerServer, TransportConfig, TransportError, incoming_nodelay};

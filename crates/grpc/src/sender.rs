@@ -110,10 +110,6 @@ impl Counters {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn dropped(&self, count: usize) {
-        self.dropped.fetch_add(count as u64, Ordering::Relaxed);
-    }
-
     /// Records how a call ended: a FAILED_PRECONDITION refusal is kept (the peer says this
     /// node is misconfigured, e.g. of another cluster), anything else clears it.
     fn call_ended(&self, status: Option<&tonic::Status>) {
@@ -122,6 +118,49 @@ impl Counters {
             .map(|status| status.message().to_owned());
         *self.refusal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = refusal;
     }
+}
+
+/// Why envelopes to a peer were dropped: the `kind` label of `d_engine_grpc_errors_total`.
+#[derive(Clone, Copy, Debug)]
+enum DropReason {
+    /// The lane's queue was full.
+    QueueFull,
+    /// [`NetworkFaults`] cut the link.
+    LinkCut,
+    /// Not from this node to this peer.
+    Misaddressed,
+    /// Larger than the message limit.
+    TooLarge,
+    /// The append stream could not be opened: queued envelopes were stale.
+    Unreachable,
+    /// The append stream ended under them.
+    StreamEnded,
+    /// A unary call ended with an error status.
+    CallFailed,
+    /// A unary call took longer than its timeout.
+    CallTimeout,
+}
+
+impl DropReason {
+    fn kind(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::LinkCut => "link_cut",
+            DropReason::Misaddressed => "misaddressed",
+            DropReason::TooLarge => "too_large",
+            DropReason::Unreachable => "unreachable",
+            DropReason::StreamEnded => "stream_ended",
+            DropReason::CallFailed => "call_failed",
+            DropReason::CallTimeout => "call_timeout",
+        }
+    }
+}
+
+/// Counts `count` transport errors of `node` with `peer` in `d_engine_grpc_errors_total` (a
+/// no-op without a metrics recorder). Errors are rare: the handle is looked up each time.
+pub(crate) fn count_errors(node: NodeId, peer: NodeId, kind: &'static str, count: u64) {
+    let (node, peer) = (node.0.to_string(), peer.0.to_string());
+    metrics::counter!("d_engine_grpc_errors_total", "node_id" => node, "peer" => peer, "kind" => kind).increment(count);
 }
 
 /// What both lanes of one sender share.
@@ -139,16 +178,33 @@ impl Link {
         self.faults.as_ref().is_some_and(|faults| faults.is_cut(self.peer))
     }
 
+    /// Counts `count` envelopes dropped for `why`.
+    fn dropped(&self, why: DropReason, count: usize) {
+        self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+        count_errors(self.config.node_id, self.peer, why.kind(), count as u64);
+    }
+
     /// The envelope encoded for the wire; `None` (counted as dropped) when the link is cut
     /// or the envelope cannot be sent at all.
     fn prepare(&self, envelope: &Envelope) -> Option<proto::Envelope> {
         // Checked again here, not only in `send`: the link may have been cut while the
         // envelope sat in the queue.
-        let wire = if self.is_cut() { None } else { encode(&self.config, self.peer, envelope).ok() };
-        if wire.is_none() {
-            self.counters.dropped(1);
+        if self.is_cut() {
+            self.dropped(DropReason::LinkCut, 1);
+            return None;
         }
-        wire
+        match encode(&self.config, self.peer, envelope) {
+            Ok(wire) => Some(wire),
+            Err(error) => {
+                let why = if matches!(error, TransportError::TooLarge { .. }) {
+                    DropReason::TooLarge
+                } else {
+                    DropReason::Misaddressed
+                };
+                self.dropped(why, 1);
+                None
+            }
+        }
     }
 }
 
@@ -241,11 +297,17 @@ impl PeerSender {
         let link = &self.link;
         let addressed = envelope.from == link.config.node_id && envelope.to == link.peer;
         let queue = if is_unary(&envelope.message) { &self.unary_queue } else { &self.stream_queue };
-        let queued = addressed && !link.is_cut() && queue.try_send(envelope).is_ok();
-        if !queued {
-            link.counters.dropped(1);
-        }
-        queued
+        let why = if !addressed {
+            DropReason::Misaddressed
+        } else if link.is_cut() {
+            DropReason::LinkCut
+        } else if queue.try_send(envelope).is_err() {
+            DropReason::QueueFull
+        } else {
+            return true;
+        };
+        link.dropped(why, 1);
+        false
     }
 
     /// The peer's last refusal of this node as misconfigured (FAILED_PRECONDITION, e.g. a
@@ -303,7 +365,7 @@ async fn run_stream_lane(link: Arc<Link>, mut queue: mpsc::Receiver<Envelope>, b
             while queue.try_recv().is_ok() {
                 stale += 1;
             }
-            link.counters.dropped(stale);
+            link.dropped(DropReason::Unreachable, stale);
             tokio::time::sleep(delay).await;
             delay = backoff.next(delay);
             continue;
@@ -392,7 +454,7 @@ impl AppendStream {
                     written = self.outgoing.send(wire) => written.is_ok(),
                 };
                 if !written {
-                    link.counters.dropped(1 + pending.len());
+                    link.dropped(DropReason::StreamEnded, 1 + pending.len());
                     return;
                 }
                 link.counters.sent();
@@ -428,10 +490,10 @@ async fn run_unary_lane(link: Arc<Link>, mut queue: mpsc::Receiver<Envelope>) {
                             link.counters.call_ended(None);
                         }
                         Ok(Err(status)) => {
-                            link.counters.dropped(1);
+                            link.dropped(DropReason::CallFailed, 1);
                             link.counters.call_ended(Some(&status));
                         }
-                        Err(_) => link.counters.dropped(1),
+                        Err(_) => link.dropped(DropReason::CallTimeout, 1),
                     }
                 });
             }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use d_engine_core::{Envelope, NodeId};
+use d_engine_core::{Envelope, LogIndex, Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
@@ -22,6 +22,8 @@ use crate::convert::{ClusterEnvelope, envelope_to_proto};
 use crate::faults::NetworkFaults;
 use crate::proto;
 use crate::proto::raft_client::RaftClient;
+use crate::sender::count_errors;
+use crate::trace_context::SharedEntryTracer;
 
 /// What a node's transport needs to know about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,12 +37,20 @@ pub struct TransportConfig {
     pub max_message_bytes: usize,
     /// How many envelopes a client buffers for its append stream before `send` waits.
     pub stream_buffer: usize,
+    /// Carries entries' trace context on appends (distributed tracing); `None`: nothing is.
+    pub entry_tracer: Option<SharedEntryTracer>,
 }
 
 impl TransportConfig {
     /// A config with 16 MiB messages and a 1024-envelope stream buffer.
     pub fn new(node_id: NodeId, cluster_id: impl Into<String>) -> TransportConfig {
-        TransportConfig { node_id, cluster_id: cluster_id.into(), max_message_bytes: 16 << 20, stream_buffer: 1024 }
+        TransportConfig {
+            node_id,
+            cluster_id: cluster_id.into(),
+            max_message_bytes: 16 << 20,
+            stream_buffer: 1024,
+            entry_tracer: None,
+        }
     }
 }
 
@@ -149,24 +159,38 @@ impl PeerServer {
     }
 
     /// Checks one envelope and forwards it; the error is the status the sender sees.
-    async fn accept(&self, wire: proto::Envelope) -> Result<(), Status> {
+    async fn accept(&self, mut wire: proto::Envelope) -> Result<(), Status> {
+        let node = self.config.node_id;
+        let from = NodeId(wire.from);
         // The cluster first: a foreign cluster's envelope is refused before it is even decoded.
         if wire.cluster_id != self.config.cluster_id {
+            count_errors(node, from, "refused_cluster", 1);
             return Err(Status::failed_precondition(format!(
                 "cluster id mismatch: node {} belongs to cluster {:?}, the envelope from node {} is of cluster {:?}",
-                self.config.node_id.0, self.config.cluster_id, wire.from, wire.cluster_id
+                node.0, self.config.cluster_id, wire.from, wire.cluster_id
             )));
         }
-        let ClusterEnvelope { envelope, .. } =
-            ClusterEnvelope::try_from(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if envelope.to != self.config.node_id {
+        let traces = std::mem::take(&mut wire.entry_traces);
+        let ClusterEnvelope { envelope, .. } = ClusterEnvelope::try_from(wire).map_err(|e| {
+            count_errors(node, from, "refused_malformed", 1);
+            Status::invalid_argument(e.to_string())
+        })?;
+        if envelope.to != node {
+            count_errors(node, from, "refused_misaddressed", 1);
             return Err(Status::invalid_argument(format!(
                 "envelope for node {} reached node {}",
-                envelope.to.0, self.config.node_id.0
+                envelope.to.0, node.0
             )));
         }
         if self.faults.as_ref().is_some_and(|faults| faults.is_cut(envelope.from)) {
             return Ok(());
+        }
+        if let Some(tracer) = &self.config.entry_tracer
+            && !traces.is_empty()
+        {
+            tracer
+                .0
+                .incoming(from, traces.into_iter().map(|trace| (LogIndex(trace.index), trace.traceparent)).collect());
         }
         self.inbound.send(envelope).await.map_err(|_| shutting_down())
     }
@@ -314,7 +338,17 @@ pub(crate) fn encode(
             client_to: peer,
         });
     }
-    let wire = envelope_to_proto(&config.cluster_id, envelope);
+    let mut wire = envelope_to_proto(&config.cluster_id, envelope);
+    if let (Some(tracer), Message::AppendRequest { entries, .. }) = (&config.entry_tracer, &envelope.message)
+        && !entries.is_empty()
+    {
+        wire.entry_traces = tracer
+            .0
+            .outgoing(peer, entries)
+            .into_iter()
+            .map(|(index, traceparent)| proto::EntryTrace { index: index.0, traceparent })
+            .collect();
+    }
     // Checked here, not only by tonic: tonic's own encode-side limit resets the HTTP/2
     // stream with an opaque INTERNAL error, and on the append stream it would end the
     // stream for every envelope queued behind this one.

@@ -140,7 +140,7 @@ proptest! {
 }
 
 fn wire(message: proto::envelope::Message) -> proto::Envelope {
-    proto::Envelope { cluster_id: "c".into(), from: 1, to: 2, message: Some(message) }
+    proto::Envelope { cluster_id: "c".into(), from: 1, to: 2, message: Some(message), entry_traces: vec![] }
 }
 
 fn decode(wire: proto::Envelope) -> Result<ClusterEnvelope, ConvertError> {
@@ -164,14 +164,15 @@ fn snapshot_chunk(meta: proto::SnapshotMeta) -> proto::envelope::Message {
 
 #[test]
 fn an_envelope_without_a_message_is_a_missing_field() {
-    let empty = proto::Envelope { cluster_id: "c".into(), from: 1, to: 2, message: None };
+    let empty = proto::Envelope { cluster_id: "c".into(), from: 1, to: 2, message: None, entry_traces: vec![] };
     assert_eq!(decode(empty), Err(ConvertError::MissingField("Envelope.message")));
 }
 
 #[test]
 fn a_message_of_a_kind_unknown_to_this_version_is_a_missing_field() {
     // Field 99 is no `oneof` case this version knows: prost skips it, the `oneof` stays unset.
-    let mut bytes = proto::Envelope { cluster_id: "c".into(), from: 1, to: 2, message: None }.encode_to_vec();
+    let mut bytes =
+        proto::Envelope { cluster_id: "c".into(), from: 1, to: 2, message: None, entry_traces: vec![] }.encode_to_vec();
     bytes.extend_from_slice(&[0x9a, 0x06, 0x00]); // field 99, length-delimited, empty
     let wire = proto::Envelope::decode(bytes.as_slice()).unwrap();
     assert_eq!(decode(wire), Err(ConvertError::MissingField("Envelope.message")));

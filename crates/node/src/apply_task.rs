@@ -15,9 +15,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
 use crate::application::Application;
+use crate::entry_traces::{EntryTraces, Stage};
 use crate::error::{NodeError, RequestError};
 use crate::messages::{Applied, ApplyCommand, Completion, SequencedApply, StorageCommand, Waiters};
 use crate::metrics::NodeMetrics;
+use crate::term_span::{SharedTerm, TermSpan};
 
 pub(crate) struct ApplyTask<S> {
     pub(crate) state_machine: Arc<RwLock<S>>,
@@ -27,23 +29,25 @@ pub(crate) struct ApplyTask<S> {
     pub(crate) waiters: Waiters,
     pub(crate) applied: watch::Sender<LogIndex>,
     pub(crate) metrics: NodeMetrics,
+    pub(crate) traces: Arc<EntryTraces>,
 }
 
 impl<S: Application> ApplyTask<S> {
-    /// Starts the thread inside `span` (the node's: its lines carry the node id and term).
-    pub(crate) fn spawn(self, node: u64, span: tracing::Span) -> std::io::Result<JoinHandle<()>> {
+    /// Starts the thread; its lines carry the node id and the current term.
+    pub(crate) fn spawn(self, node: u64, term: SharedTerm) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new().name(format!("d-engine-{node}-apply")).spawn(move || {
-            let _entered = span.enter();
-            self.run()
+            let mut span = TermSpan::new(node, term);
+            self.run(&mut span)
         })
     }
 
-    fn run(mut self) {
+    fn run(mut self, span: &mut TermSpan) {
         // Commands arrive from two senders (the event loop and the storage thread); they are
         // carried out in the event loop's sequence, early arrivals wait here.
         let mut next_seq = 0;
         let mut early = std::collections::BTreeMap::new();
         while let Some((seq, command)) = self.commands.blocking_recv() {
+            span.enter_current();
             early.insert(seq, command);
             while let Some(command) = early.remove(&next_seq) {
                 next_seq += 1;
@@ -59,6 +63,8 @@ impl<S: Application> ApplyTask<S> {
                 }
             }
         }
+        span.enter_current();
+        tracing::info!(applied = %*self.applied.borrow(), "state machine stopped");
     }
 
     fn apply(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
@@ -68,8 +74,11 @@ impl<S: Application> ApplyTask<S> {
         entries.retain(|entry| entry.log_id.index > applied);
         let Some(last) = entries.last().map(|entry| entry.log_id.index) else { return Ok(()) };
         assert_eq!(entries[0].log_id.index, applied.next(), "entries are applied in order, without gaps");
+        let spans = self.traces.spans_for(Stage::Apply, &entries);
         let outputs = state_machine.apply(&entries)?;
         drop(state_machine);
+        drop(spans);
+        self.traces.applied(last);
         assert_eq!(outputs.len(), entries.len(), "the state machine returns one output per entry");
         self.answer(&entries, outputs);
         self.applied.send_replace(last);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use d_engine_core::storage::{RecoveredLog, StateStore, StorageError};
 use d_engine_core::{LogIndex, NodeId, Raft};
-use d_engine_grpc::NetworkFaults;
+use d_engine_grpc::{NetworkFaults, SharedEntryTracer};
 use d_engine_memory::{MemLogStore, MemStateStore};
 use d_engine_redb::{RedbLogStore, RedbStateStore};
 use d_engine_sled::{SledLogStore, SledStateStore};
@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::application::Application;
 use crate::apply_task::ApplyTask;
 use crate::entry_cache::EntryCache;
+use crate::entry_traces::EntryTraces;
 use crate::error::NodeError;
 use crate::event_loop::EventLoop;
 use crate::handle::{Inner, Node, Tasks};
@@ -26,6 +27,7 @@ use crate::settings::{Settings, StorageKind};
 use crate::snapshot_file::SnapshotStore;
 use crate::status::NodeStatus;
 use crate::storage_task::{BoxedLogStore, StorageTask};
+use crate::term_span::SharedTerm;
 use crate::transport::{AddressBook, GrpcTransport, Transport};
 
 /// A state store the caller can own and hand to a state machine.
@@ -137,8 +139,12 @@ impl<S: Application> NodeBuilder<S> {
 
         let addresses = Arc::new(AddressBook::from_settings(&settings));
         let faults = NetworkFaults::new();
-        let transport = transport
-            .unwrap_or_else(|| Box::new(GrpcTransport::new(&settings, Arc::clone(&addresses), faults.clone())));
+        let traces = Arc::new(EntryTraces::new(id));
+        let tracer = SharedEntryTracer(traces.clone());
+        let transport = transport.unwrap_or_else(|| {
+            let grpc = GrpcTransport::new(&settings, Arc::clone(&addresses), faults.clone());
+            Box::new(grpc.with_entry_tracer(tracer.clone()))
+        });
         let (shutdown_tx, shutdown_rx) = watch::channel(());
         if let Some(mut external) = shutdown {
             let trigger = shutdown_tx.clone();
@@ -167,11 +173,13 @@ impl<S: Application> NodeBuilder<S> {
             membership: core.membership().clone(),
             stopped: None,
         };
-        let (status_tx, status_rx) = watch::channel(initial_status);
+        let (status_tx, status_rx) = watch::channel(initial_status.clone());
 
         let spawn_error = |error: std::io::Error| NodeError::Task(format!("cannot start a thread: {error}"));
-        // The threads and the server log inside `node{id}`; the event loop makes its own
-        // `node{id, term}` span per term.
+        // The event loop and the threads log inside `node{id, term}` (a span per term); the
+        // server inside `node{id}`.
+        let term = SharedTerm::default();
+        term.set(initial_status.term.0);
         let span = tracing::info_span!("node", id = id.0);
         let storage_thread = StorageTask {
             log,
@@ -180,8 +188,9 @@ impl<S: Application> NodeBuilder<S> {
             completions: completions_tx.clone(),
             apply: apply_tx.clone(),
             metrics: node_metrics.clone(),
+            traces: traces.clone(),
         }
-        .spawn(id.0, span.clone())
+        .spawn(id.0, term.clone())
         .map_err(spawn_error)?;
         let apply_thread = ApplyTask {
             state_machine: Arc::clone(&state_machine),
@@ -191,8 +200,9 @@ impl<S: Application> NodeBuilder<S> {
             waiters: Arc::clone(&waiters),
             applied: applied_tx,
             metrics: node_metrics.clone(),
+            traces: traces.clone(),
         }
-        .spawn(id.0, span.clone())
+        .spawn(id.0, term.clone())
         .map_err(spawn_error)?;
         let event_loop = EventLoop {
             core,
@@ -215,6 +225,8 @@ impl<S: Application> NodeBuilder<S> {
             metrics: node_metrics.clone(),
             log_span: tracing::Span::none(),
             span_term: None,
+            shared_term: term,
+            traces,
         };
         let event_loop = tokio::spawn(event_loop.run());
 
@@ -239,7 +251,8 @@ impl<S: Application> NodeBuilder<S> {
         let metrics_server = metrics_endpoint
             .map(|(listener, handle)| tokio::spawn(metrics::serve(listener, handle, shutdown_rx.clone())));
         let server = tokio::spawn(
-            server::serve(node.clone(), settings.clone(), listener, inbound_tx, faults, shutdown_rx).instrument(span),
+            server::serve(node.clone(), settings.clone(), listener, inbound_tx, faults, tracer, shutdown_rx)
+                .instrument(span),
         );
         *node.inner.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Some(Tasks { event_loop, server, metrics_server, threads: vec![storage_thread, apply_thread] });

@@ -19,10 +19,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::entry_cache::EntryCache;
+use crate::entry_traces::EntryTraces;
 use crate::error::{NodeError, RequestError};
 use crate::messages::{ApplyCommand, Completion, Reply, Request, SequencedApply, StorageCommand, Waiter, Waiters};
 use crate::metrics::NodeMetrics;
 use crate::status::NodeStatus;
+use crate::term_span::{SharedTerm, node_span};
 use crate::transport::{AddressBook, Transport};
 
 const BATCH_MAX: usize = 512;
@@ -52,6 +54,9 @@ pub(crate) struct EventLoop {
     /// The span the loop logs in, and the term it was made for.
     pub(crate) log_span: tracing::Span,
     pub(crate) span_term: Option<d_engine_core::Term>,
+    /// The term, for the storage and apply threads' spans.
+    pub(crate) shared_term: SharedTerm,
+    pub(crate) traces: Arc<EntryTraces>,
 }
 
 /// One input the loop waited for.
@@ -103,6 +108,12 @@ impl EventLoop {
             Input::Tick => {
                 self.core.tick();
                 self.ticks += 1;
+                if self.core.role() == d_engine_core::Role::Leader {
+                    self.metrics.replication(self.core.status().last_log_id.index, &self.core.replication());
+                }
+                if self.ticks.is_multiple_of(self.ticks_per_second()) {
+                    self.to_storage(StorageCommand::PublishLogSize);
+                }
                 if self.ticks.is_multiple_of(MISCONFIGURATION_CHECK_TICKS)
                     && let Some(reason) = self.transport.misconfiguration()
                 {
@@ -113,13 +124,19 @@ impl EventLoop {
         Ok(())
     }
 
+    /// About one second in ticks (at least one).
+    fn ticks_per_second(&self) -> u64 {
+        (Duration::from_secs(1).as_nanos() / self.tick.as_nanos().max(1)).max(1) as u64
+    }
+
     /// The `node{id, term}` span for the current term (a new one when the term moved on, so
     /// that human-format lines show one term, not every term recorded so far).
     fn span(&mut self) -> tracing::Span {
         let term = self.core.status().term;
         if self.span_term != Some(term) {
             self.span_term = Some(term);
-            self.log_span = tracing::info_span!("node", id = self.core.status().id.0, term = term.0);
+            self.shared_term.set(term.0);
+            self.log_span = node_span(self.core.status().id.0, term.0);
         }
         self.log_span.clone()
     }
@@ -168,8 +185,13 @@ impl EventLoop {
 
     fn on_request(&mut self, request: Request) {
         match request {
-            Request::Propose { command, reply } => match self.core.propose(command) {
-                Ok(log_id) => self.wait_for_apply(log_id, reply),
+            Request::Propose { command, reply, trace } => match self.core.propose(command) {
+                Ok(log_id) => {
+                    if let Some(span) = trace {
+                        self.traces.proposed(log_id.index, span);
+                    }
+                    self.wait_for_apply(log_id, reply)
+                }
                 Err(ProposeError::NotLeader { leader }) => {
                     let _ = reply.send(Err(self.not_leader(leader)));
                 }
@@ -240,7 +262,10 @@ impl EventLoop {
                         self.to_storage(StorageCommand::Persist(write));
                     }
                     Output::Send(envelope) => self.transport.send(envelope),
-                    Output::Apply { first, last } => self.apply_entries(first, last),
+                    Output::Apply { first, last } => {
+                        self.traces.committed(first, last);
+                        self.apply_entries(first, last)
+                    }
                     Output::LoadEntries { peer, term, first, last } => {
                         self.to_storage(StorageCommand::LoadEntries { peer, term, first, last })
                     }
@@ -262,6 +287,9 @@ impl EventLoop {
                     }
                     Output::RoleChanged { role, term, leader } => {
                         self.metrics.role_changed(role);
+                        if role != d_engine_core::Role::Leader {
+                            self.metrics.replication(self.core.status().last_log_id.index, &[]);
+                        }
                         tracing::info!(?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
                     }
                 }

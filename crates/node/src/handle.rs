@@ -8,7 +8,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use d_engine_core::{Envelope, LogId, LogIndex, MembershipChange, NodeId, ReadPolicy};
 use d_engine_grpc::NetworkFaults;
+use d_engine_grpc::trace_context::{self, TRACE_TARGET};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::application::Application;
 use crate::error::{NodeError, RequestError};
@@ -98,7 +100,9 @@ impl<S: Application> Node<S> {
         if command.len() > self.inner.max_command_bytes {
             return Err(RequestError::TooLarge { bytes: command.len(), max_bytes: self.inner.max_command_bytes });
         }
-        self.ask(|reply| Request::Propose { command, reply }).await
+        let span = tracing::info_span!(target: TRACE_TARGET, "d_engine.propose", node_id = self.inner.id.0, bytes = command.len());
+        let trace = trace_context::is_traced(&span).then(|| span.clone());
+        self.ask(|reply| Request::Propose { command, reply, trace }).instrument(span).await
     }
 
     /// Runs `read` against the state machine at the asked consistency.

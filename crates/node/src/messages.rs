@@ -37,10 +37,24 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
 /// A request from the node handle to the event loop.
 pub(crate) enum Request {
-    Propose { command: Bytes, reply: Reply<Applied> },
-    Read { policy: ReadPolicy, reply: Reply<LogIndex> },
-    ChangeMembership { change: MembershipChange, reply: Reply<Applied> },
-    TransferLeadership { target: NodeId, reply: Reply<()> },
+    /// `trace`: the proposal's `propose` span when the request is traced (see `entry_traces`).
+    Propose {
+        command: Bytes,
+        reply: Reply<Applied>,
+        trace: Option<tracing::Span>,
+    },
+    Read {
+        policy: ReadPolicy,
+        reply: Reply<LogIndex>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: Reply<Applied>,
+    },
+    TransferLeadership {
+        target: NodeId,
+        reply: Reply<()>,
+    },
     TriggerSnapshot,
 }
 
@@ -90,6 +104,8 @@ pub(crate) enum StorageCommand {
         peer: NodeId,
         term: Term,
     },
+    /// Refresh the log size metrics.
+    PublishLogSize,
     /// Finish what is queued, sync, close.
     Stop,
 }

@@ -12,11 +12,12 @@
 //! Each task resolves its handles once at start ([`NodeMetrics`]), so recording costs an
 //! atomic update, not a registry lookup; without a recorder the handles are no-ops.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use d_engine_core::Role;
+use d_engine_core::{LogIndex, NodeId, PeerReplication, Role};
 use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,6 +130,9 @@ pub(crate) struct NodeMetrics {
     commit_index: Gauge,
     applied_index: Gauge,
     last_log_index: Gauge,
+    log_entries: Gauge,
+    log_bytes: Gauge,
+    elections_started: Counter,
     elections_won: Counter,
     role_changes: Counter,
     pub(crate) proposals: Proposals,
@@ -140,6 +144,18 @@ pub(crate) struct NodeMetrics {
     snapshots_built_bytes: Counter,
     snapshots_installed: Counter,
     snapshots_installed_bytes: Counter,
+    snapshots_sent: Counter,
+    snapshots_sent_bytes: Counter,
+    /// Per-peer replication gauges (leader only), by peer id, made at a peer's first sight.
+    peers: Arc<Mutex<BTreeMap<NodeId, PeerGauges>>>,
+    node: String,
+}
+
+/// What the leader publishes of one peer.
+struct PeerGauges {
+    lag: Gauge,
+    inflight_messages: Gauge,
+    inflight_bytes: Gauge,
 }
 
 /// `d_engine_proposals_total`, one counter per outcome.
@@ -165,6 +181,9 @@ impl NodeMetrics {
             commit_index: metrics::gauge!("d_engine_commit_index", "node_id" => node.clone()),
             applied_index: metrics::gauge!("d_engine_applied_index", "node_id" => node.clone()),
             last_log_index: metrics::gauge!("d_engine_last_log_index", "node_id" => node.clone()),
+            log_entries: metrics::gauge!("d_engine_log_entries", "node_id" => node.clone()),
+            log_bytes: metrics::gauge!("d_engine_log_bytes", "node_id" => node.clone()),
+            elections_started: metrics::counter!("d_engine_elections_started_total", "node_id" => node.clone()),
             elections_won: metrics::counter!("d_engine_elections_won_total", "node_id" => node.clone()),
             role_changes: metrics::counter!("d_engine_role_changes_total", "node_id" => node.clone()),
             proposals: Proposals {
@@ -182,7 +201,11 @@ impl NodeMetrics {
             snapshots_built: metrics::counter!("d_engine_snapshots_built_total", "node_id" => node.clone()),
             snapshots_built_bytes: metrics::counter!("d_engine_snapshots_built_bytes_total", "node_id" => node.clone()),
             snapshots_installed: metrics::counter!("d_engine_snapshots_installed_total", "node_id" => node.clone()),
-            snapshots_installed_bytes: metrics::counter!("d_engine_snapshots_installed_bytes_total", "node_id" => node),
+            snapshots_installed_bytes: metrics::counter!("d_engine_snapshots_installed_bytes_total", "node_id" => node.clone()),
+            snapshots_sent: metrics::counter!("d_engine_snapshots_sent_total", "node_id" => node.clone()),
+            snapshots_sent_bytes: metrics::counter!("d_engine_snapshots_sent_bytes_total", "node_id" => node.clone()),
+            peers: Arc::default(),
+            node,
         }
     }
 
@@ -196,12 +219,53 @@ impl NodeMetrics {
         self.last_log_index.set(status.last_log_index.0 as f64);
     }
 
-    /// Counts a role change (and an election won when the new role is leader).
+    /// Counts a role change, and an election started (candidate) or won (leader).
     pub(crate) fn role_changed(&self, role: Role) {
         self.role_changes.increment(1);
-        if role == Role::Leader {
-            self.elections_won.increment(1);
+        match role {
+            Role::Candidate => self.elections_started.increment(1),
+            Role::Leader => self.elections_won.increment(1),
+            Role::Follower | Role::PreCandidate => {}
         }
+    }
+
+    /// Sets the log size gauges: entries held, and bytes when the store can tell.
+    pub(crate) fn log_size(&self, entries: u64, bytes: Option<u64>) {
+        self.log_entries.set(entries as f64);
+        if let Some(bytes) = bytes {
+            self.log_bytes.set(bytes as f64);
+        }
+    }
+
+    /// Sets each peer's replication gauges from the leader's view, its log ending at
+    /// `last_index`. Peers missing from `view` (all of them once this node is no longer
+    /// leader) read 0.
+    pub(crate) fn replication(&self, last_index: LogIndex, view: &[PeerReplication]) {
+        let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for gauges in peers.values() {
+            gauges.lag.set(0.0);
+            gauges.inflight_messages.set(0.0);
+            gauges.inflight_bytes.set(0.0);
+        }
+        for peer in view {
+            let gauges = peers.entry(peer.peer).or_insert_with(|| {
+                let labels = [("node_id", self.node.clone()), ("peer", peer.peer.0.to_string())];
+                PeerGauges {
+                    lag: metrics::gauge!("d_engine_replication_lag_entries", &labels),
+                    inflight_messages: metrics::gauge!("d_engine_replication_inflight_messages", &labels),
+                    inflight_bytes: metrics::gauge!("d_engine_replication_inflight_bytes", &labels),
+                }
+            });
+            gauges.lag.set(last_index.0.saturating_sub(peer.matched.0) as f64);
+            gauges.inflight_messages.set(peer.inflight_messages as f64);
+            gauges.inflight_bytes.set(peer.inflight_bytes as f64);
+        }
+    }
+
+    /// Counts a snapshot of `bytes` loaded to be sent to a peer.
+    pub(crate) fn snapshot_sent(&self, bytes: usize) {
+        self.snapshots_sent.increment(1);
+        self.snapshots_sent_bytes.increment(bytes as u64);
     }
 
     /// Counts a snapshot of `bytes` built from the local state machine.

@@ -7,7 +7,7 @@ use d_engine_core::{Envelope, NodeId, Role};
 use d_engine_grpc::client_proto::client_server::{Client, ClientServer};
 use d_engine_grpc::client_proto::{self as api};
 use d_engine_grpc::client_status::not_leader_status;
-use d_engine_grpc::{NetworkFaults, PeerServer, incoming_nodelay};
+use d_engine_grpc::{NetworkFaults, PeerServer, SharedEntryTracer, incoming_nodelay};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
@@ -25,16 +25,21 @@ pub(crate) async fn serve<S: Application>(
     listener: TcpListener,
     inbound: mpsc::Sender<Envelope>,
     faults: NetworkFaults,
+    tracer: SharedEntryTracer,
     mut shutdown: watch::Receiver<()>,
 ) {
     let max_message_bytes = settings.transport.max_message_bytes;
-    let peer_server = PeerServer::new(transport_config(&settings), inbound).with_faults(faults);
+    let mut config = transport_config(&settings);
+    config.entry_tracer = Some(tracer);
+    let peer_server = PeerServer::new(config, inbound).with_faults(faults);
     let peers = peer_server.clone().into_service();
     let clients = ClientServer::new(ClientService { node })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let address: Option<SocketAddr> = listener.local_addr().ok();
+    let node_id = settings.node.id;
     let result = tonic::transport::Server::builder()
+        .trace_fn(crate::telemetry::grpc_request_span(node_id))
         .add_service(peers)
         .add_service(clients)
         .serve_with_incoming_shutdown(incoming_nodelay(listener), async move {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "D_ENGINE";
 
 /// Everything a node needs to start.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// This node.
@@ -40,6 +40,9 @@ pub struct Settings {
     /// Log format and level (see [`crate::init_logging`]).
     #[serde(default)]
     pub log: LogSettings,
+    /// Distributed tracing (see [`crate::init_telemetry`]).
+    #[serde(default)]
+    pub tracing: TracingSettings,
 }
 
 /// Which storage adapter holds the log, the snapshot and the state machine's data.
@@ -214,6 +217,27 @@ impl Default for LogSettings {
     }
 }
 
+/// Distributed tracing with OpenTelemetry, for programs that let the node set up `tracing`
+/// ([`crate::init_telemetry`]). Exporting needs d-engine's `otel` cargo feature.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSettings {
+    /// Where to send spans, OTLP over gRPC: a collector's URL such as
+    /// `http://127.0.0.1:4317`. Unset: no spans are exported (and none are made).
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    pub service_name: String,
+    /// The fraction of requests that start a trace, 0.0 to 1.0. A request that arrives with
+    /// a sampled trace context is traced whatever this says.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        TracingSettings { otlp_endpoint: None, service_name: "d-engine".to_owned(), sample_ratio: 1.0 }
+    }
+}
+
 /// Why settings could not be loaded or are not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -324,6 +348,30 @@ impl Settings {
             && address.parse::<SocketAddr>().is_err()
         {
             return Err(invalid("metrics.listen_addr", address, "not a socket address (ip:port)"));
+        }
+        self.validate_tracing()
+    }
+
+    fn validate_tracing(&self) -> Result<(), SettingsError> {
+        let tracing = &self.tracing;
+        if !(0.0..=1.0).contains(&tracing.sample_ratio) {
+            return Err(invalid("tracing.sample_ratio", tracing.sample_ratio, "must be between 0.0 and 1.0"));
+        }
+        if tracing.service_name.trim().is_empty() {
+            return Err(invalid("tracing.service_name", &tracing.service_name, "must not be empty"));
+        }
+        let Some(endpoint) = &tracing.otlp_endpoint else { return Ok(()) };
+        let is_url = (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            && endpoint.parse::<tonic::codegen::http::Uri>().is_ok_and(|uri| uri.host().is_some());
+        if !is_url {
+            return Err(invalid("tracing.otlp_endpoint", endpoint, "not a URL (http://host:port)"));
+        }
+        if !cfg!(feature = "otel") {
+            return Err(invalid(
+                "tracing.otlp_endpoint",
+                endpoint,
+                "this build of d-engine has no OpenTelemetry exporter (cargo feature `otel`)",
+            ));
         }
         Ok(())
     }

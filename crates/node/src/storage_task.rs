@@ -8,6 +8,7 @@
 //! flush. A storage error stops the thread and the node (fail closed): nothing after a
 //! failed write is ever reported durable.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -15,10 +16,12 @@ use d_engine_core::storage::{LogStore, StorageError};
 use d_engine_core::{LogIndex, PersistRequest, WriteId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::entry_traces::{EntryTraces, Stage};
 use crate::error::NodeError;
 use crate::messages::{ApplyCommand, Completion, SequencedApply, StorageCommand};
 use crate::metrics::NodeMetrics;
 use crate::snapshot_file::SnapshotStore;
+use crate::term_span::{SharedTerm, TermSpan};
 
 const GROUP_MAX: usize = 4096;
 
@@ -32,21 +35,24 @@ pub(crate) struct StorageTask {
     pub(crate) completions: UnboundedSender<Completion>,
     pub(crate) apply: UnboundedSender<SequencedApply>,
     pub(crate) metrics: NodeMetrics,
+    pub(crate) traces: Arc<EntryTraces>,
 }
 
 impl StorageTask {
-    /// Starts the thread inside `span` (the node's: its lines carry the node id and term).
-    pub(crate) fn spawn(self, node: u64, span: tracing::Span) -> std::io::Result<JoinHandle<()>> {
+    /// Starts the thread; its lines carry the node id and the current term.
+    pub(crate) fn spawn(self, node: u64, term: SharedTerm) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new().name(format!("d-engine-{node}-storage")).spawn(move || {
-            let _entered = span.enter();
-            self.run()
+            let mut span = TermSpan::new(node, term);
+            self.run(&mut span)
         })
     }
 
-    fn run(mut self) {
+    fn run(mut self, span: &mut TermSpan) {
         let mut group = Vec::new();
         loop {
+            span.enter_current();
             let Some(first) = self.commands.blocking_recv() else { break };
+            span.enter_current();
             group.push(first);
             while group.len() < GROUP_MAX {
                 match self.commands.try_recv() {
@@ -64,8 +70,10 @@ impl StorageTask {
                 }
             }
         }
-        if let Err(error) = self.log.sync() {
-            tracing::error!(%error, "final sync failed");
+        span.enter_current();
+        match self.log.sync() {
+            Ok(()) => tracing::info!(last_log_id = ?self.log.last_log_id().ok(), "log synced and closed"),
+            Err(error) => tracing::error!(%error, "final sync failed"),
         }
     }
 
@@ -73,9 +81,22 @@ impl StorageTask {
         let mut last_write: Option<WriteId> = None;
         let mut writes = 0u32;
         let mut stop = false;
+        // Spans of traced entries in this sync, and the entries written (for the follower's
+        // `replicate` spans, which end once their entry is durable).
+        let mut sync_spans = Vec::new();
+        let mut written = None;
         for command in group.drain(..) {
             match command {
                 StorageCommand::Persist(write) => {
+                    if !self.traces.is_empty() {
+                        sync_spans.extend(self.traces.spans_for(Stage::StorageSync, &write.entries));
+                        if let (Some(first), Some(last)) = (write.entries.first(), write.entries.last()) {
+                            let from = written.map_or(first.log_id.index, |(from, _): (LogIndex, LogIndex)| {
+                                from.min(first.log_id.index)
+                            });
+                            written = Some((from, last.log_id.index));
+                        }
+                    }
                     write_to(&mut *self.log, &write)?;
                     last_write = Some(write.id);
                     writes += 1;
@@ -104,8 +125,10 @@ impl StorageTask {
                     let snapshot = self.snapshots.latest().cloned().ok_or_else(|| {
                         StorageError::Misuse("the core asked for a snapshot before one was saved".into())
                     })?;
+                    self.metrics.snapshot_sent(snapshot.data.len());
                     self.report(Completion::SnapshotLoaded { peer, term, snapshot });
                 }
+                StorageCommand::PublishLogSize => self.publish_log_size()?,
                 StorageCommand::Stop => stop = true,
             }
         }
@@ -114,9 +137,21 @@ impl StorageTask {
             self.log.sync()?;
             self.metrics.storage_sync.record(sync_started.elapsed());
             self.metrics.storage_batch_writes.record(writes);
+            drop(sync_spans);
+            if let Some((first, last)) = written {
+                self.traces.synced(first, last);
+            }
             self.report(Completion::Persisted(id));
         }
         Ok(if stop { Continue::No } else { Continue::Yes })
+    }
+
+    /// Refreshes the log's size gauges (reads the store's size: the event loop asks about
+    /// once a second).
+    fn publish_log_size(&mut self) -> Result<(), StorageError> {
+        let entries = self.log.last_log_id()?.index.0.saturating_sub(self.log.last_purged()?.index.0);
+        self.metrics.log_size(entries, self.log.size_bytes());
+        Ok(())
     }
 
     fn report(&self, completion: Completion) {

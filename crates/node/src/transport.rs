@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use d_engine_core::{Envelope, NodeId};
-use d_engine_grpc::{Backoff, NetworkFaults, PeerSender, TransportConfig};
+use d_engine_grpc::{Backoff, NetworkFaults, PeerSender, SharedEntryTracer, TransportConfig};
 
 use crate::settings::Settings;
 
@@ -98,6 +98,12 @@ impl GrpcTransport {
             senders: HashMap::new(),
             unreachable: Default::default(),
         }
+    }
+
+    /// Sends the trace context of traced entries with appends (distributed tracing).
+    pub(crate) fn with_entry_tracer(mut self, tracer: SharedEntryTracer) -> GrpcTransport {
+        self.config.entry_tracer = Some(tracer);
+        self
     }
 
     fn sender(&mut self, peer: NodeId) -> Option<&PeerSender> {

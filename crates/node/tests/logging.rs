@@ -50,8 +50,13 @@ async fn json_log_lines_name_the_node_and_its_term() {
         .unwrap_or_else(|| panic!("no 'role changed' line for the leader in:\n{text}"));
     assert!(became_leader.contains(r#""name":"node""#), "the line carries the node span: {became_leader}");
     assert!(became_leader.contains(r#""id":1"#), "the line names node 1: {became_leader}");
-    assert!(
-        became_leader.contains(r#""term":1,"#) || became_leader.contains(r#""term":1}"#),
-        "the span carries the term the node leads in: {became_leader}"
-    );
+    let in_term_1 = |line: &str| line.contains(r#""term":1,"#) || line.contains(r#""term":1}"#);
+    assert!(in_term_1(became_leader), "the span carries the term the node leads in: {became_leader}");
+    // The storage and apply threads log in the node's span of the current term too.
+    for message in ["log synced and closed", "state machine stopped"] {
+        let line =
+            text.lines().find(|line| line.contains(message)).unwrap_or_else(|| panic!("no {message:?} in:\n{text}"));
+        assert!(line.contains(r#""id":1"#) && in_term_1(line), "the thread's line names node 1 in term 1: {line}");
+    }
+    assert!(!text.contains("d_engine.propose"), "per-request trace spans stay out of log lines:\n{text}");
 }

@@ -114,13 +114,56 @@ async fn metrics_follow_writes_and_a_forced_election() {
     assert!(node_sample(&text, "d_engine_storage_sync_seconds_count", leader) >= 1.0, "syncs are timed");
     assert!(node_sample(&text, "d_engine_storage_batch_writes_count", leader) >= 1.0, "batches are counted");
 
+    // The log's size, and each follower's replication as the leader sees it: caught up.
+    let text = scrape_until(endpoint, "the log size covers the writes", |text| {
+        node_sample(text, "d_engine_log_entries", leader) >= WRITES as f64
+    })
+    .await;
+    assert!(node_sample(&text, "d_engine_log_bytes", leader) >= WRITES as f64 * 5.0, "k{{i}}=v{{i}} bytes are counted");
+    let peer_sample = |text: &str, name: &str, peer: u64| {
+        let (node, peer) = (leader.to_string(), peer.to_string());
+        sample(text, name, &[("node_id", &node), ("peer", &peer)])
+    };
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let text = scrape_until(endpoint, "both followers caught up", |text| {
+        followers.iter().all(|f| peer_sample(text, "d_engine_replication_lag_entries", *f) == Some(0.0))
+    })
+    .await;
+    for follower in &followers {
+        let inflight = peer_sample(&text, "d_engine_replication_inflight_messages", *follower);
+        assert!(inflight.is_some(), "in-flight appends to node {follower} are published:\n{text}");
+    }
+
+    // A follower cut off: the leader's lag for it grows with new writes, and the envelopes the
+    // cut link drops are counted as gRPC errors of that kind.
+    let cut = followers[0];
+    cluster.node(leader).network_faults().cut(common::id(cut));
+    for i in 0..5 {
+        cluster.node(leader).propose(format!("cut{i}=x")).await.expect("the other follower still makes a quorum");
+    }
+    let (node_label, cut_label) = (leader.to_string(), cut.to_string());
+    let errors = [("node_id", node_label.as_str()), ("peer", cut_label.as_str()), ("kind", "link_cut")];
+    scrape_until(endpoint, "the cut follower lags and the drops are counted", |text| {
+        peer_sample(text, "d_engine_replication_lag_entries", cut).is_some_and(|lag| lag >= 5.0)
+            && sample(text, "d_engine_grpc_errors_total", &errors).is_some_and(|dropped| dropped >= 1.0)
+    })
+    .await;
+    cluster.node(leader).network_faults().restore(common::id(cut));
+    scrape_until(endpoint, "the healed follower catches up", |text| {
+        peer_sample(text, "d_engine_replication_lag_entries", cut) == Some(0.0)
+    })
+    .await;
+
     // A transfer forces an election: the target's term rises and it counts a won election.
     let target = other_than(&cluster, &[leader]);
+    let text = scrape(endpoints[target as usize - 1]).await;
     let term_before = node_sample(&text, "d_engine_term", target);
     let won_before = node_sample(&text, "d_engine_elections_won_total", target);
+    let started_before = node_sample(&text, "d_engine_elections_started_total", target);
     cluster.node(leader).transfer_leadership(common::id(target)).await.expect("the leader starts the transfer");
     scrape_until(endpoints[target as usize - 1], "the target wins an election in a higher term", |text| {
         node_sample(text, "d_engine_term", target) > term_before
+            && node_sample(text, "d_engine_elections_started_total", target) > started_before
             && node_sample(text, "d_engine_elections_won_total", target) > won_before
             && node_sample(text, "d_engine_is_leader", target) == 1.0
     })

@@ -189,6 +189,11 @@ impl LogStore for MemLogStore {
         Ok(())
     }
 
+    /// The payload bytes of the entries held (memory has no files).
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.current.entries.iter().map(Entry::payload_bytes).sum())
+    }
+
     fn sync(&mut self) -> Result<(), StorageError> {
         for write in self.unsynced.drain(..) {
             self.durable.apply(write);

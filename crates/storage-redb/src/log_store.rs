@@ -289,6 +289,10 @@ impl LogStore for RedbLogStore {
         Ok(())
     }
 
+    fn size_bytes(&self) -> Option<u64> {
+        std::fs::metadata(&self.path).ok().map(|metadata| metadata.len())
+    }
+
     fn sync(&mut self) -> Result<(), StorageError> {
         self.usable()?;
         let Some(txn) = self.pending.take() else {

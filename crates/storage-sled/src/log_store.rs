@@ -259,6 +259,10 @@ impl LogStore for SledLogStore {
         Ok(())
     }
 
+    fn size_bytes(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     fn sync(&mut self) -> Result<(), StorageError> {
         self.usable()?;
         if self.pending.is_empty() {

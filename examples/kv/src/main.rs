@@ -43,10 +43,6 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(error) => return fail(ExitCode::from(2), &error),
     };
-    // `[log]` of the settings (format, level), `RUST_LOG` overriding the level.
-    if let Err(error) = d_engine::init_logging(&settings.log) {
-        return fail(ExitCode::from(2), &error);
-    }
     let Some(client_addr) = client_addr(&settings) else {
         let index = settings.cluster.members.iter().position(|m| m.id == settings.node.id).unwrap_or_default();
         let message = format!(
@@ -58,7 +54,15 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(ExitCode::FAILURE, &format!("cannot start the runtime: {error}")),
     };
-    match runtime.block_on(run(cli, settings, client_addr)) {
+    // `[log]` (format, level; `RUST_LOG` overrides the level) and `[tracing]` (the OTLP
+    // exporter, whose gRPC channel lives on the runtime: set up inside it, flushed before it ends).
+    let telemetry = match runtime.block_on(async { d_engine::init_telemetry(&settings) }) {
+        Ok(guard) => guard,
+        Err(error) => return fail(ExitCode::from(2), &error),
+    };
+    let result = runtime.block_on(run(cli, settings, client_addr));
+    drop(telemetry);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(ExitCode::FAILURE, &error),
     }
@@ -93,7 +97,11 @@ async fn run(cli: Cli, settings: Settings, client_addr: SocketAddr) -> Result<()
 
     let data_dir = (settings.node.storage != StorageKind::Memory).then_some(settings.node.data_dir.as_path());
     let replica = Arc::new(NodeReplica::new(node.clone(), data_dir, Duration::from_millis(cli.request_timeout_ms)));
-    let config = KvServiceConfig { max_request_bytes: cli.max_request_bytes, ..KvServiceConfig::default() };
+    let config = KvServiceConfig {
+        max_request_bytes: cli.max_request_bytes,
+        node_id: settings.node.id,
+        ..KvServiceConfig::default()
+    };
     let mut kv_shutdown = shutdown_rx;
     let kv_server = tokio::spawn(d_engine_kv::serve(client_listener, replica, config, async move {
         let _ = kv_shutdown.changed().await;

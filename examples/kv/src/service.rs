@@ -57,11 +57,17 @@ pub struct KvServiceConfig {
     pub max_request_bytes: usize,
     /// How long a request forwarded to the leader may take, connection included.
     pub forward_timeout: Duration,
+    /// The node id on the request spans [`serve`] makes (distributed tracing).
+    pub node_id: u64,
 }
 
 impl Default for KvServiceConfig {
     fn default() -> KvServiceConfig {
-        KvServiceConfig { max_request_bytes: DEFAULT_MAX_REQUEST_BYTES, forward_timeout: Duration::from_secs(5) }
+        KvServiceConfig {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            forward_timeout: Duration::from_secs(5),
+            node_id: 0,
+        }
     }
 }
 
@@ -86,7 +92,9 @@ pub async fn serve<R: Replica>(
     config: KvServiceConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    // One span per request, joined to the caller's trace when it sends a `traceparent`.
     tonic::transport::Server::builder()
+        .trace_fn(d_engine::grpc_request_span(config.node_id))
         .add_routes(routes(replica, config))
         .serve_with_incoming_shutdown(d_engine::incoming_nodelay(listener), shutdown)
         .await
@@ -199,6 +207,8 @@ impl<R: Replica> EtcdService<R> {
     fn forward_request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        // The leader's spans join this request's trace.
+        d_engine::telemetry::inject_current(request.metadata_mut());
         request.set_timeout(self.config.forward_timeout);
         request
     }

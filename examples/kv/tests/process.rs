@@ -280,3 +280,65 @@ async fn etcdctl_drives_the_three_process_cluster() {
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(members.contains(&format!("http://127.0.0.1:{}", cluster.client_ports[0])), "{members}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_put_through_a_follower_reaches_the_collector_as_one_trace_from_all_three_processes() {
+    let (collector, url) = processes::otlp::Collector::start().await;
+    let mut cluster = ProcessCluster::configure(3, "redb");
+    cluster.append_settings(|id| format!("\n[tracing]\notlp_endpoint = \"{url}\"\nservice_name = \"kv-node-{id}\"\n"));
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    let leader = cluster.agreed_leader(&[1, 2, 3]).await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+
+    // The caller's trace context, as any OpenTelemetry-instrumented etcd client sends it.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(PutRequest { key: bytes("traced"), value: bytes("1"), ..Default::default() });
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    request.metadata_mut().insert("traceparent", traceparent.parse().unwrap());
+    let mut client = cluster.kv(follower).await.expect("the follower answers");
+    client.put(request).await.expect("a put through a follower");
+
+    // Spans leave each process in batches (every few seconds): wait for the whole trace.
+    let wanted =
+        trace_id.as_bytes().chunks(2).map(|hex| u8::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap());
+    let wanted: Vec<u8> = wanted.collect();
+    let deadline = Instant::now() + PATIENCE;
+    let spans = loop {
+        let spans: Vec<_> = collector.spans().into_iter().filter(|span| span.trace_id == wanted).collect();
+        let count = |name: &str| spans.iter().filter(|span| span.name == name).count();
+        if count("d_engine.replicate") == 2 && count("d_engine.storage_sync") == 3 && count("d_engine.apply") == 1 {
+            break spans;
+        }
+        let summary: Vec<String> = spans.iter().map(processes::otlp::ExportedSpan::summary).collect();
+        assert!(Instant::now() < deadline, "the trace never completed; spans of it so far: {summary:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let summary: Vec<String> = spans.iter().map(processes::otlp::ExportedSpan::summary).collect();
+    let one = |name: &str, node: u64| {
+        let found: Vec<_> = spans.iter().filter(|s| s.name == name && s.node_id == Some(node as i64)).collect();
+        assert_eq!(found.len(), 1, "one {name} on node {node}: {summary:#?}");
+        found[0].clone()
+    };
+    let entry = one("d_engine.grpc", follower);
+    assert_eq!(entry.parent_span_id, vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7], "under the caller's span");
+    assert_eq!(entry.service, format!("kv-node-{follower}"), "each process names itself");
+    let forwarded = one("d_engine.grpc", leader);
+    assert_eq!(forwarded.parent_span_id, entry.span_id, "the follower forwarded the put with its trace context");
+    let propose = one("d_engine.propose", leader);
+    assert_eq!(propose.parent_span_id, forwarded.span_id);
+    for node in (1..=3).filter(|id| *id != leader) {
+        let replicate = one("d_engine.replicate", node);
+        assert_eq!(replicate.parent_span_id, propose.span_id, "node {node} appended the leader's traced entry");
+        assert_eq!(one("d_engine.storage_sync", node).parent_span_id, replicate.span_id);
+        assert_eq!(replicate.service, format!("kv-node-{node}"));
+    }
+    for stage in ["d_engine.storage_sync", "d_engine.commit", "d_engine.apply"] {
+        assert_eq!(one(stage, leader).parent_span_id, propose.span_id, "{stage} on the leader");
+    }
+    for id in 1..=3 {
+        let status = cluster.terminate(id).await;
+        assert!(status.success(), "node {id} stops gracefully, flushing its spans: {}", cluster.stderr(id));
+    }
+}

@@ -39,6 +39,32 @@ use crate::replication::Progress;
 use crate::storage::{RecoveredLog, Snapshot, SnapshotMeta};
 use crate::types::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Term};
 
+/// How far one peer's log is replicated, as the leader sees it (for metrics and status pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerReplication {
+    /// The peer.
+    pub peer: NodeId,
+    /// The highest index known to match the leader's log (0 before the first answer).
+    pub matched: LogIndex,
+    /// How the leader replicates to it now.
+    pub state: ReplicationState,
+    /// Append messages sent and not yet acknowledged (bounded by `Config::max_inflight_messages`).
+    pub inflight_messages: usize,
+    /// Entry payload bytes in those messages.
+    pub inflight_bytes: u64,
+}
+
+/// How the leader replicates to one peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicationState {
+    /// Where the logs match is not known yet: one message at a time.
+    Probe,
+    /// Matched: messages are streamed, bounded by the in-flight window.
+    Replicate,
+    /// The peer needs a snapshot (the entries it lacks are purged).
+    Snapshot,
+}
+
 /// A snapshot of a node's protocol state, for status pages, tests and the simulator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -324,6 +350,27 @@ impl Raft {
             last_log_id: self.log.last(),
             durable_index: self.durability.durable_index(),
         }
+    }
+
+    /// The leader's view of every other member's replication, by peer id; empty unless leader.
+    pub fn replication(&self) -> Vec<PeerReplication> {
+        let RoleState::Leader(leader) = &self.role else { return Vec::new() };
+        leader
+            .progress
+            .iter()
+            .filter(|(peer, _)| **peer != self.id)
+            .map(|(peer, progress)| PeerReplication {
+                peer: *peer,
+                matched: progress.matched,
+                state: match progress.state {
+                    crate::replication::ProgressState::Probe => ReplicationState::Probe,
+                    crate::replication::ProgressState::Replicate => ReplicationState::Replicate,
+                    crate::replication::ProgressState::Snapshot => ReplicationState::Snapshot,
+                },
+                inflight_messages: progress.inflights.len(),
+                inflight_bytes: progress.inflights.bytes(),
+            })
+            .collect()
     }
 
     /// The membership in force (the latest appended, committed or not).

@@ -41,6 +41,16 @@ impl Inflights {
         }
     }
 
+    /// Unacknowledged messages.
+    pub(crate) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Payload bytes of the unacknowledged messages.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub(crate) fn clear(&mut self) {
         self.messages.clear();
         self.bytes = 0;

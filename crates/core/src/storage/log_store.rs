@@ -68,6 +68,13 @@ pub trait LogStore {
 
     /// Makes every write before this call durable. This is the durability point.
     fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// The space the log takes, in bytes, when the engine can tell cheaply (a file's size,
+    /// say), else `None`. Only for metrics: the protocol never reads it, and it may lag
+    /// unsynced writes.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What the core needs from the log to start: the hard state and the shape of

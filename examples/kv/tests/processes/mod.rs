@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -89,6 +91,16 @@ impl ProcessCluster {
             members.join("\n")
         );
         std::fs::write(self.settings_path(id), text).expect("write settings");
+    }
+
+    /// Adds `text` (TOML sections) to every node's settings file.
+    pub fn append_settings(&self, text: impl Fn(u64) -> String) {
+        for id in 1..=self.peer_ports.len() as u64 {
+            let path = self.settings_path(id);
+            let mut settings = std::fs::read_to_string(&path).expect("read settings");
+            settings.push_str(&text(id));
+            std::fs::write(path, settings).expect("write settings");
+        }
     }
 
     /// Starts node `id`'s process; stderr goes to a file the failure messages show.

@@ -1,0 +1,166 @@
+//! Per-entry trace spans: how one traced write shows up on every node it touches.
+//!
+//! ```text
+//!  client span ─▶ d_engine.grpc (leader, from the request's `traceparent`)
+//!                   └─ d_engine.propose ─┬─ d_engine.storage_sync   (the leader's fsync)
+//!                                        ├─ d_engine.replicate      (each follower: receipt → durable)
+//!                                        │    └─ d_engine.storage_sync (the follower's fsync)
+//!                                        ├─ d_engine.commit         (accepted → committed)
+//!                                        └─ d_engine.apply          (the state machine)
+//! ```
+//! The leader registers an entry when a traced proposal is accepted (its `propose` span);
+//! a follower registers an entry when an append carried its `traceparent` (a `replicate`
+//! span, child of the leader's `propose`). The storage thread opens a `storage_sync` span
+//! under each registered entry it writes and closes it after the sync; the apply thread does
+//! the same with `apply`. An entry leaves the registry once applied (leader) or durable
+//! (follower), or when the registry is full (oldest first).
+//!
+//! Only traced requests pay: [`EntryTraces::is_empty`] is one atomic load, and untraced
+//! proposals never enter the registry.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use d_engine_core::{Entry, LogIndex, NodeId};
+use d_engine_grpc::EntryTracer;
+use d_engine_grpc::trace_context::{self, TRACE_TARGET};
+
+/// The most entries traced at once; older ones are dropped (their spans close early).
+const MAX_TRACED: usize = 4096;
+
+/// The registry of traced entries of one node (see the module docs).
+pub(crate) struct EntryTraces {
+    node: NodeId,
+    held: AtomicUsize,
+    entries: Mutex<BTreeMap<LogIndex, Traced>>,
+}
+
+struct Traced {
+    /// What this node's spans of the entry hang under: `propose` on the leader, `replicate`
+    /// on a follower.
+    span: tracing::Span,
+    /// The W3C context of `span`, sent with the entry to followers.
+    traceparent: Option<String>,
+    /// Open from acceptance to commit, on the leader.
+    commit: Option<tracing::Span>,
+    /// Registered by a follower from an append: leaves the registry once durable.
+    replicated: bool,
+}
+
+impl EntryTraces {
+    pub(crate) fn new(node: NodeId) -> EntryTraces {
+        EntryTraces { node, held: AtomicUsize::new(0), entries: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Whether no entry is traced now (the cheap check before any other call).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.load(Ordering::Relaxed) == 0
+    }
+
+    /// The leader accepted a proposal that runs in `propose` at `index`.
+    pub(crate) fn proposed(&self, index: LogIndex, propose: tracing::Span) {
+        let commit = tracing::info_span!(target: TRACE_TARGET, parent: &propose, "d_engine.commit", node_id = self.node.0, index = index.0);
+        let traceparent = trace_context::traceparent(&propose);
+        self.insert(index, Traced { span: propose, traceparent, commit: Some(commit), replicated: false });
+    }
+
+    /// Entries up to `last` are committed: their `commit` spans end.
+    pub(crate) fn committed(&self, first: LogIndex, last: LogIndex) {
+        if self.is_empty() {
+            return;
+        }
+        for traced in self.lock().range_mut(first..=last).map(|(_, traced)| traced) {
+            traced.commit = None;
+        }
+    }
+
+    /// A `name` span under each traced entry among `entries`; they end when dropped.
+    pub(crate) fn spans_for(&self, name: Stage, entries: &[Entry]) -> Vec<tracing::Span> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return Vec::new() };
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let node = self.node.0;
+        self.lock()
+            .range(first.log_id.index..=last.log_id.index)
+            .map(|(index, traced)| {
+                let parent = &traced.span;
+                match name {
+                    Stage::StorageSync => tracing::info_span!(target: TRACE_TARGET, parent: parent, "d_engine.storage_sync", node_id = node, index = index.0, entries = entries.len()),
+                    Stage::Apply => tracing::info_span!(target: TRACE_TARGET, parent: parent, "d_engine.apply", node_id = node, index = index.0),
+                }
+            })
+            .collect()
+    }
+
+    /// Entries `first..=last` are durable here: a follower's `replicate` spans of them end.
+    pub(crate) fn synced(&self, first: LogIndex, last: LogIndex) {
+        if self.is_empty() {
+            return;
+        }
+        let mut held = self.lock();
+        let durable: Vec<LogIndex> =
+            held.range(first..=last).filter(|(_, traced)| traced.replicated).map(|(index, _)| *index).collect();
+        for index in durable {
+            held.remove(&index);
+        }
+        self.held.store(held.len(), Ordering::Relaxed);
+    }
+
+    /// Entries up to `last` are applied: nothing more is traced for them.
+    pub(crate) fn applied(&self, last: LogIndex) {
+        if self.is_empty() {
+            return;
+        }
+        let mut held = self.lock();
+        let later = held.split_off(&last.next());
+        *held = later;
+        self.held.store(held.len(), Ordering::Relaxed);
+    }
+
+    fn insert(&self, index: LogIndex, traced: Traced) {
+        let mut held = self.lock();
+        held.insert(index, traced);
+        while held.len() > MAX_TRACED {
+            held.pop_first();
+        }
+        self.held.store(held.len(), Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<LogIndex, Traced>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The per-entry stages the storage and apply threads trace.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stage {
+    StorageSync,
+    Apply,
+}
+
+impl EntryTracer for EntryTraces {
+    fn outgoing(&self, _peer: NodeId, entries: &[Entry]) -> Vec<(LogIndex, String)> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return Vec::new() };
+        if self.is_empty() {
+            return Vec::new();
+        }
+        self.lock()
+            .range(first.log_id.index..=last.log_id.index)
+            .filter_map(|(index, traced)| traced.traceparent.clone().map(|traceparent| (*index, traceparent)))
+            .collect()
+    }
+
+    fn incoming(&self, from: NodeId, traces: Vec<(LogIndex, String)>) {
+        for (index, traceparent) in traces {
+            let span = tracing::info_span!(target: TRACE_TARGET, parent: None, "d_engine.replicate", node_id = self.node.0, leader = from.0, index = index.0);
+            trace_context::set_remote_parent(&span, &traceparent);
+            if span.is_disabled() {
+                continue;
+            }
+            let traceparent = trace_context::traceparent(&span);
+            self.insert(index, Traced { span, traceparent, commit: None, replicated: true });
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Distributed tracing: the spans a node makes per request and per entry, and their
+//! export to an OpenTelemetry collector (OTLP over gRPC, cargo feature `otel`).
+//!
+//! One write, traced, is one trace across the cluster:
+//! ```text
+//!  client span (d-engine-client sends its `traceparent` in the request metadata)
+//!   └─ d_engine.grpc              leader: the request, parent from `traceparent`
+//!       └─ d_engine.propose       leader: from submission to the applied answer
+//!           ├─ d_engine.storage_sync   leader: the fsync that made the entry durable
+//!           ├─ d_engine.replicate      each follower: append received → entry durable
+//!           │   └─ d_engine.storage_sync   that follower's fsync
+//!           ├─ d_engine.commit         leader: accepted → committed
+//!           └─ d_engine.apply          leader: the state machine applying it
+//! ```
+//! The entry's context crosses to followers inside the append message (`entry_traces`,
+//! see `d_engine_grpc::trace_context`); [`crate::entry_traces`] keeps it per entry on each
+//! node. Every one of these spans has the target `d_engine::trace` and a `node_id` field.
+//! A process whose subscriber does not enable that target makes none of them: the cost of
+//! tracing switched off is one disabled-span check per request.
+
+use d_engine_grpc::trace_context::{self};
+pub use d_engine_grpc::trace_context::{TRACE_TARGET, TRACEPARENT, inject_current};
+use tracing::Subscriber;
+use tracing_subscriber::Layer;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::logging::LoggingError;
+use crate::settings::TracingSettings;
+
+/// The gRPC path prefix of peer RPCs: long-lived streams, not requests, so never traced.
+const PEER_RPC_PREFIX: &str = "/dengine.raft.v1.";
+
+/// A `trace_fn` for a tonic server: one `d_engine.grpc` span per client request, child of
+/// the caller's span when the request carries a `traceparent` header. Peer RPCs get none.
+///
+/// The node's own server uses it; an application serving its own API (as the KV example
+/// does) passes it to `tonic::transport::Server::builder().trace_fn(...)`, so that its
+/// requests and the proposals they make share one trace.
+pub fn grpc_request_span(
+    node_id: u64,
+) -> impl Fn(&tonic::codegen::http::Request<()>) -> tracing::Span + Clone + Send + Sync + 'static {
+    move |request| {
+        let rpc = request.uri().path();
+        if rpc.starts_with(PEER_RPC_PREFIX) {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(target: TRACE_TARGET, "d_engine.grpc", node_id, rpc, otel.kind = "server");
+        if let Some(traceparent) = trace_context::traceparent_header(request.headers()) {
+            trace_context::set_remote_parent(&span, traceparent);
+        }
+        span
+    }
+}
+
+/// Keeps the OpenTelemetry exporter running; dropping it flushes and stops it. Without an
+/// exporter it holds nothing.
+#[must_use = "dropping the guard stops exporting traces"]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("d-engine: flushing traces failed: {error}");
+        }
+    }
+}
+
+/// A boxed subscriber layer.
+pub(crate) type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
+/// The layer that exports d-engine's trace spans (and the application's own, at `info`
+/// and above) when `settings.otlp_endpoint` is set, with its guard.
+pub(crate) fn exporter_layer<S>(
+    settings: &TracingSettings,
+) -> Result<(Option<BoxedLayer<S>>, TelemetryGuard), LoggingError>
+where
+    S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+{
+    let Some(endpoint) = &settings.otlp_endpoint else {
+        return Ok((
+            None,
+            TelemetryGuard {
+                #[cfg(feature = "otel")]
+                provider: None,
+            },
+        ));
+    };
+    #[cfg(feature = "otel")]
+    {
+        let (layer, provider) = otel::layer(endpoint, settings)?;
+        Ok((Some(layer), TelemetryGuard { provider: Some(provider) }))
+    }
+    #[cfg(not(feature = "otel"))]
+    Err(LoggingError::Exporter {
+        endpoint: endpoint.clone(),
+        reason: "this build of d-engine has no OpenTelemetry exporter (cargo feature `otel`)".into(),
+    })
+}
+
+/// Whether a span or event goes to the exporter: d-engine's trace spans and anything of the
+/// application's, but not d-engine's long-lived `node` spans and log events.
+#[cfg(feature = "otel")]
+fn is_exported(metadata: &tracing::Metadata<'_>) -> bool {
+    let target = metadata.target();
+    let ours = target == "d_engine" || target.starts_with("d_engine::");
+    (target == TRACE_TARGET || !ours) && *metadata.level() <= tracing::Level::INFO
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TracerProvider;
+    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    use tracing::Subscriber;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::registry::LookupSpan;
+
+    use crate::logging::LoggingError;
+    use crate::settings::TracingSettings;
+
+    /// An OTLP/gRPC exporter to `endpoint`, batched, sampling new traces at the configured
+    /// ratio and following the caller's decision for traces that arrive sampled.
+    pub(super) fn layer<S>(
+        endpoint: &str,
+        settings: &TracingSettings,
+    ) -> Result<(super::BoxedLayer<S>, SdkTracerProvider), LoggingError>
+    where
+        S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+    {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|error| LoggingError::Exporter { endpoint: endpoint.to_owned(), reason: error.to_string() })?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio))))
+            .with_resource(Resource::builder().with_service_name(settings.service_name.clone()).build())
+            .build();
+        let tracer = provider.tracer("d-engine");
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::filter_fn(super::is_exported))
+            .boxed();
+        Ok((layer, provider))
+    }
+}
