@@ -87,8 +87,16 @@ pub const WORKLOADS: [Workload; 7] = [
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Also run every workload against a local 3-member etcd (`etcd` must be on PATH).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "observability")]
     vs_etcd: bool,
+    /// Also run every workload against a second d-engine cluster with observability on
+    /// (metrics served, info logs, every request traced to a local OTLP sink), to measure
+    /// what it costs.
+    #[arg(long)]
+    observability: bool,
+    /// With --observability: the fraction of requests traced (`tracing.sample_ratio`).
+    #[arg(long, default_value_t = 1.0, requires = "observability")]
+    sample_ratio: f64,
     /// The CI smoke run: 1,000 operations per workload, the small workloads only.
     #[arg(long)]
     quick: bool,
@@ -127,6 +135,10 @@ pub struct Measurement {
     pub p99_ms: f64,
     /// 99.9th percentile latency, ms.
     pub p999_ms: f64,
+    /// CPU time (user + system) the cluster's server processes spent per successful
+    /// operation, in microseconds: steadier than throughput on a shared machine, and what
+    /// bounds throughput when the machine is CPU bound. `None` when it could not be read.
+    pub server_cpu_us_per_op: Option<f64>,
 }
 
 impl Measurement {
@@ -147,6 +159,7 @@ impl Measurement {
             p50_ms: number("p50_ms")?,
             p99_ms: number("p99_ms")?,
             p999_ms: number("p999_ms")?,
+            server_cpu_us_per_op: None,
         })
     }
 }
@@ -163,10 +176,36 @@ impl WorkloadResult {
         self.runs.iter().find(|(s, _)| *s == system).map(|(_, m)| m.throughput)
     }
 
-    /// d-engine's throughput over etcd's, when both ran.
+    /// What d-engine is compared with in this run, if anything ran besides it.
+    fn baseline(&self) -> Option<System> {
+        self.runs.iter().map(|(system, _)| *system).find(|system| *system != System::DEngine)
+    }
+
+    /// d-engine's throughput over etcd's, or observed d-engine's over plain d-engine's.
     fn ratio(&self) -> Option<f64> {
-        let etcd = self.throughput(System::Etcd)?;
-        (etcd > 0.0).then(|| self.throughput(System::DEngine).unwrap_or(0.0) / etcd)
+        let (numerator, denominator) = match self.baseline()? {
+            System::Etcd => (System::DEngine, System::Etcd),
+            System::DEngineObserved => (System::DEngineObserved, System::DEngine),
+            System::DEngine => return None,
+        };
+        let denominator = self.throughput(denominator)?;
+        (denominator > 0.0).then(|| self.throughput(numerator).unwrap_or(0.0) / denominator)
+    }
+
+    /// Observed d-engine's server CPU per operation over plain d-engine's, when both ran.
+    fn cpu_ratio(&self) -> Option<f64> {
+        let cpu =
+            |system: System| self.runs.iter().find(|(s, _)| *s == system).and_then(|(_, m)| m.server_cpu_us_per_op);
+        let plain = cpu(System::DEngine)?;
+        (plain > 0.0).then_some(cpu(System::DEngineObserved)? / plain)
+    }
+
+    /// How the ratio reads.
+    fn ratio_label(&self) -> &'static str {
+        match self.baseline() {
+            Some(System::DEngineObserved) => "d-engine+obs / d-engine throughput",
+            _ => "d-engine / etcd throughput",
+        }
     }
 }
 
@@ -218,9 +257,15 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
     servers::stop_on_signal()?;
     eprintln!("built in {:.1} s; starting the servers ...", started.elapsed().as_secs_f64());
 
-    let mut systems = vec![Cluster::start_d_engine(&binaries.server, &target.join("bench").join("d-engine"))?];
+    let bench_dir = target.join("bench");
+    let mut systems = vec![Cluster::start_d_engine(&binaries.server, &bench_dir.join("d-engine"), None)?];
     if args.vs_etcd {
-        systems.push(Cluster::start_etcd(&target.join("bench").join("etcd"))?);
+        systems.push(Cluster::start_etcd(&bench_dir.join("etcd"))?);
+    }
+    if args.observability {
+        let sink = servers::Sink { binary: binaries.sink.clone(), sample_ratio: args.sample_ratio };
+        let observed = Cluster::start_d_engine(&binaries.server, &bench_dir.join("observed"), Some(&sink))?;
+        systems.push(observed);
     }
     for cluster in &mut systems {
         wait_for_leader(&binaries.load_generator, cluster)?;
@@ -246,6 +291,13 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
         results.push(result);
     }
     let memory: Vec<(String, Option<u64>)> = systems.iter().flat_map(Cluster::peak_rss_kib).collect();
+    // Spans leave the nodes in batches every few seconds: give the last batch time to arrive.
+    let spans = if args.observability {
+        std::thread::sleep(std::time::Duration::from_secs(6));
+        systems.iter().find_map(Cluster::spans_exported)
+    } else {
+        None
+    };
     for cluster in &mut systems {
         cluster.stop();
     }
@@ -261,18 +313,31 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
     if errors > 0 {
         println!("warning: {errors} operations failed (see the errors column)");
     }
+    let min_ratio = results.iter().filter_map(WorkloadResult::ratio).fold(f64::INFINITY, f64::min);
+    let min_ratio = if min_ratio.is_finite() { min_ratio } else { 0.0 };
+    if args.observability {
+        let operations: u64 = results.iter().map(|r| r.total).sum();
+        let spans = spans.unwrap_or(0);
+        println!("spans received by the OTLP sink: {spans} (for {operations} operations)");
+        if spans == 0 {
+            return Err("observability was on but the OTLP sink received no spans".into());
+        }
+        let max_cpu = results.iter().filter_map(WorkloadResult::cpu_ratio).fold(0.0, f64::max);
+        println!("max server CPU per operation ratio with observability on: {max_cpu:.2}");
+        println!("min throughput ratio with observability on: {min_ratio:.2}");
+    }
     if args.vs_etcd {
-        let min_ratio = results.iter().filter_map(WorkloadResult::ratio).fold(f64::INFINITY, f64::min);
-        let min_ratio = if min_ratio.is_finite() { min_ratio } else { 0.0 };
         println!("min throughput ratio vs etcd: {min_ratio:.2}");
     }
     Ok(())
 }
 
-/// The two release binaries.
+/// The release binaries.
 struct Binaries {
     server: PathBuf,
     load_generator: PathBuf,
+    /// The stand-in OpenTelemetry collector for `--observability`.
+    sink: PathBuf,
 }
 
 /// Builds d-engine-kv's binaries with the release profile, once.
@@ -288,8 +353,12 @@ fn build(root: &Path, target: &Path) -> Result<Binaries, String> {
         return Err(format!("building d-engine-kv failed ({status})"));
     }
     let release = target.join("release");
-    let binaries = Binaries { server: release.join("d-engine-kv"), load_generator: release.join("d-engine-kv-bench") };
-    for binary in [&binaries.server, &binaries.load_generator] {
+    let binaries = Binaries {
+        server: release.join("d-engine-kv"),
+        load_generator: release.join("d-engine-kv-bench"),
+        sink: release.join("d-engine-otlp-sink"),
+    };
+    for binary in [&binaries.server, &binaries.load_generator, &binaries.sink] {
         if !binary.exists() {
             return Err(format!("the build succeeded but {} does not exist", binary.display()));
         }
@@ -336,6 +405,7 @@ fn run_workload(
     total: u64,
 ) -> Result<Measurement, String> {
     let label = format!("{} {}", cluster.system.name(), workload.name);
+    let cpu_before = cluster.server_cpu_seconds();
     let mut child = Command::new(load_generator)
         .arg("--endpoints")
         .arg(cluster.endpoints.join(","))
@@ -384,7 +454,13 @@ fn run_workload(
         return Err(format!("{label}: the load generator failed ({status}): {}", stderr_text.trim()));
     }
     let line = stdout_text.lines().last().unwrap_or_default();
-    Measurement::parse(line).map_err(|error| format!("{label}: {error}"))
+    let mut measurement = Measurement::parse(line).map_err(|error| format!("{label}: {error}"))?;
+    if let (Some(before), Some(after)) = (cpu_before, cluster.server_cpu_seconds())
+        && measurement.ops > 0
+    {
+        measurement.server_cpu_us_per_op = Some((after - before) * 1e6 / measurement.ops as f64);
+    }
+    Ok(measurement)
 }
 
 /// A workload's table: a row per system, and the ratio when both ran.
@@ -399,14 +475,17 @@ fn workload_table(result: &WorkloadResult) -> String {
         workload.clients,
         result.total,
     );
-    text.push_str("| system | throughput (ops/s) | avg (ms) | p50 (ms) | p99 (ms) | p99.9 (ms) | errors |\n");
-    text.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    text.push_str(
+        "| system | throughput (ops/s) | avg (ms) | p50 (ms) | p99 (ms) | p99.9 (ms) | errors | server CPU (µs/op) |\n",
+    );
+    text.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut runs = result.runs.clone();
     runs.sort_by_key(|(system, _)| *system != System::DEngine);
     for (system, m) in &runs {
+        let cpu = m.server_cpu_us_per_op.map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
         let _ = writeln!(
             text,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {cpu} |",
             system.name(),
             m.throughput,
             m.avg_ms,
@@ -417,7 +496,10 @@ fn workload_table(result: &WorkloadResult) -> String {
         );
     }
     if let Some(ratio) = result.ratio() {
-        let _ = writeln!(text, "\nd-engine / etcd throughput: **{ratio:.2}**");
+        let _ = writeln!(text, "\n{}: **{ratio:.2}**", result.ratio_label());
+    }
+    if let Some(ratio) = result.cpu_ratio() {
+        let _ = writeln!(text, "d-engine+obs / d-engine server CPU per operation: **{ratio:.2}**");
     }
     for (system, m) in &runs {
         if let Some(error) = &m.first_error {
@@ -459,9 +541,20 @@ fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, e
          etcd with its defaults; one load generator process (`d-engine-kv-bench`), writes and reads \
          to the leader; {elapsed_seconds:.0} s in all"
     );
+    if args.observability {
+        let _ = writeln!(
+            text,
+            "- d-engine+obs: the same d-engine-kv with `[metrics] listen_addr` set and `[tracing]` exporting \
+             requests (sample_ratio {}) over OTLP/gRPC to `d-engine-otlp-sink`; logs at info in both",
+            args.sample_ratio
+        );
+    }
+    let baseline = if args.observability { System::DEngineObserved } else { System::Etcd };
     if !results.is_empty() {
-        text.push_str(
-            "\n## Summary\n\n| workload | d-engine ops/s | etcd ops/s | ratio | d-engine p99 (ms) | etcd p99 (ms) |\n",
+        let other = baseline.name();
+        let _ = writeln!(
+            text,
+            "\n## Summary\n\n| workload | d-engine ops/s | {other} ops/s | ratio | d-engine p99 (ms) | {other} p99 (ms) |"
         );
         text.push_str("|---|---:|---:|---:|---:|---:|\n");
         for result in results {
@@ -477,10 +570,10 @@ fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, e
                 "| {} | {} | {} | {} | {} | {} |",
                 result.workload.name,
                 cell(System::DEngine, |m| m.throughput, 0),
-                cell(System::Etcd, |m| m.throughput, 0),
+                cell(baseline, |m| m.throughput, 0),
                 result.ratio().map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
                 cell(System::DEngine, |m| m.p99_ms, 2),
-                cell(System::Etcd, |m| m.p99_ms, 2),
+                cell(baseline, |m| m.p99_ms, 2),
             );
         }
     }
@@ -571,6 +664,8 @@ mod tests {
     fn quick_runs_only_the_small_workloads_and_names_are_checked() {
         let args = |quick, workloads: &[&str]| BenchArgs {
             vs_etcd: false,
+            observability: false,
+            sample_ratio: 1.0,
             quick,
             workloads: workloads.iter().map(|w| (*w).to_owned()).collect(),
             total: None,

@@ -6,9 +6,11 @@
 //! SIGTERM) stops every node with SIGTERM — a graceful shutdown — and SIGKILL after a bound.
 //! A node that exits on its own stops the whole cluster, with the tail of its log.
 //!
-//! Ports: node N serves peers (and d-engine clients) on `base_port + N - 1` (9081, 9082, ...)
-//! and the etcd API on `client_port + (N - 1) * 10000` (2379, 12379, 22379, ...; etcd's own
-//! Procfile spaces its members the same way).
+//! Ports: node N serves peers (and d-engine clients) on `base_port + N - 1` (9081, 9082, ...),
+//! the etcd API on `client_port + (N - 1) * 10000` (2379, 12379, 22379, ...; etcd's own
+//! Procfile spaces its members the same way) and Prometheus metrics on
+//! `metrics_port + N - 1` (9181, 9182, ...). With `--otlp-endpoint`, every node exports its
+//! trace spans to that OpenTelemetry collector.
 
 use crate::bench::servers::log_tail;
 use std::fmt::Write as _;
@@ -39,6 +41,13 @@ pub struct ClusterArgs {
     /// Node 1's etcd API port; node N uses client-port + (N - 1) * 10000.
     #[arg(long, default_value_t = 2379)]
     client_port: u16,
+    /// Node 1's Prometheus `/metrics` port; node N uses metrics-port + N - 1.
+    #[arg(long, default_value_t = 9181)]
+    metrics_port: u16,
+    /// An OpenTelemetry collector (OTLP over gRPC, e.g. http://127.0.0.1:4317) every node
+    /// sends its trace spans to.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
     /// The cluster id written into every settings file.
     #[arg(long, default_value = "local")]
     cluster_id: String,
@@ -59,32 +68,51 @@ pub struct NodePlan {
     pub peer_addr: String,
     /// Where it serves the etcd API.
     pub client_addr: String,
+    /// Where it serves Prometheus metrics.
+    pub metrics_addr: String,
     /// Its directory: `settings.toml`, `data/`, logs.
     pub dir: PathBuf,
 }
 
+/// The first port of each kind: node N uses `peer + N - 1`, `client + (N - 1) * 10000` and
+/// `metrics + N - 1`.
+#[derive(Clone, Copy, Debug)]
+pub struct BasePorts {
+    pub peer: u16,
+    pub client: u16,
+    pub metrics: u16,
+}
+
 /// The nodes of a cluster of `nodes` members, or why the ports do not fit.
-pub fn plan(nodes: u16, base_port: u16, client_port: u16, cluster_dir: &Path) -> Result<Vec<NodePlan>, String> {
+pub fn plan(nodes: u16, ports: BasePorts, cluster_dir: &Path) -> Result<Vec<NodePlan>, String> {
     (1..=u32::from(nodes))
         .map(|n| {
-            let peer = u32::from(base_port) + n - 1;
-            let client = u32::from(client_port) + (n - 1) * CLIENT_PORT_STEP;
             let port = |port: u32, what: &str| {
                 u16::try_from(port).map_err(|_| format!("node {n}'s {what} port {port} is above 65535"))
             };
-            let (peer, client) = (port(peer, "peer")?, port(client, "etcd API")?);
+            let peer = port(u32::from(ports.peer) + n - 1, "peer")?;
+            let client = port(u32::from(ports.client) + (n - 1) * CLIENT_PORT_STEP, "etcd API")?;
+            let metrics = port(u32::from(ports.metrics) + n - 1, "metrics")?;
             Ok(NodePlan {
                 id: u64::from(n),
                 peer_addr: format!("127.0.0.1:{peer}"),
                 client_addr: format!("127.0.0.1:{client}"),
+                metrics_addr: format!("127.0.0.1:{metrics}"),
                 dir: cluster_dir.join(format!("node{n}")),
             })
         })
         .collect()
 }
 
-/// The settings file of `node` in a cluster of `all` (a `d_engine::Settings` TOML document).
-pub fn settings_toml(node: &NodePlan, all: &[NodePlan], cluster_id: &str, storage: &str) -> String {
+/// The settings file of `node` in a cluster of `all` (a `d_engine::Settings` TOML document),
+/// exporting traces to `otlp_endpoint` when given.
+pub fn settings_toml(
+    node: &NodePlan,
+    all: &[NodePlan],
+    cluster_id: &str,
+    storage: &str,
+    otlp_endpoint: Option<&str>,
+) -> String {
     let mut text = String::new();
     let data_dir = node.dir.join("data");
     let _ = writeln!(text, "# Written by `cargo xtask cluster`; rewritten at every start.");
@@ -99,6 +127,15 @@ pub fn settings_toml(node: &NodePlan, all: &[NodePlan], cluster_id: &str, storag
         );
     }
     text.push_str("]\n");
+    let _ = writeln!(text, "\n[metrics]\nlisten_addr = \"{}\"", node.metrics_addr);
+    if let Some(endpoint) = otlp_endpoint {
+        let _ = writeln!(
+            text,
+            "\n[tracing]\notlp_endpoint = {}\nservice_name = \"d-engine-kv-{}\"",
+            toml_string(Path::new(endpoint)),
+            node.id
+        );
+    }
     text
 }
 
@@ -134,7 +171,8 @@ fn start_and_wait(args: &ClusterArgs) -> Result<(), String> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let target = if target.is_absolute() { target } else { root.join(target) };
     let cluster_dir = target.join("cluster");
-    let nodes = plan(args.nodes, args.base_port, args.client_port, &cluster_dir)?;
+    let ports = BasePorts { peer: args.base_port, client: args.client_port, metrics: args.metrics_port };
+    let nodes = plan(args.nodes, ports, &cluster_dir)?;
     check_ports_free(&nodes)?;
 
     let binary = build_server(&root, &target, args.release)?;
@@ -145,8 +183,8 @@ fn start_and_wait(args: &ClusterArgs) -> Result<(), String> {
     for node in &nodes {
         std::fs::create_dir_all(&node.dir).map_err(|error| format!("cannot create {}: {error}", node.dir.display()))?;
         let path = node.dir.join("settings.toml");
-        std::fs::write(&path, settings_toml(node, &nodes, &args.cluster_id, &args.storage))
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        let settings = settings_toml(node, &nodes, &args.cluster_id, &args.storage, args.otlp_endpoint.as_deref());
+        std::fs::write(&path, settings).map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     }
 
     let signals = signal_channel()?;
@@ -159,7 +197,7 @@ fn start_and_wait(args: &ClusterArgs) -> Result<(), String> {
         cluster.stop();
         return Err(message);
     }
-    print_endpoints(&nodes, &cluster_dir);
+    print_endpoints(&nodes, &cluster_dir, args.otlp_endpoint.as_deref());
 
     let outcome = cluster.wait_for_signal_or_exit(&signals);
     cluster.stop();
@@ -174,11 +212,12 @@ fn workspace_root() -> PathBuf {
 /// Refuses to start when a port is taken, naming the node and the address.
 fn check_ports_free(nodes: &[NodePlan]) -> Result<(), String> {
     for node in nodes {
-        for (what, address) in [("peer", &node.peer_addr), ("etcd API", &node.client_addr)] {
+        let addresses = [("peer", &node.peer_addr), ("etcd API", &node.client_addr), ("metrics", &node.metrics_addr)];
+        for (what, address) in addresses {
             if let Err(error) = TcpListener::bind(address.as_str()) {
                 return Err(format!(
                     "node {}'s {what} address {address} is not free ({error}); stop whatever uses it, or pick \
-                     other ports with --base-port / --client-port",
+                     other ports with --base-port / --client-port / --metrics-port",
                     node.id
                 ));
             }
@@ -343,11 +382,18 @@ impl Cluster {
     }
 }
 
-fn print_endpoints(nodes: &[NodePlan], cluster_dir: &Path) {
+fn print_endpoints(nodes: &[NodePlan], cluster_dir: &Path, otlp_endpoint: Option<&str>) {
     println!("d-engine-kv cluster of {} nodes is up (files under {}):", nodes.len(), cluster_dir.display());
     for node in nodes {
         let etcd = format!("http://{}", node.client_addr);
-        println!("  node {}: etcd API {etcd:<24} peers + d-engine client API http://{}", node.id, node.peer_addr);
+        println!(
+            "  node {}: etcd API {etcd:<24} peers + d-engine client API http://{}  metrics http://{}/metrics",
+            node.id, node.peer_addr, node.metrics_addr
+        );
+    }
+    match otlp_endpoint {
+        Some(endpoint) => println!("traces: every node exports to {endpoint}"),
+        None => println!("traces: off (--otlp-endpoint URL sends them to an OpenTelemetry collector)"),
     }
     let endpoints: Vec<&str> = nodes.iter().map(|node| node.client_addr.as_str()).collect();
     let endpoints = endpoints.join(",");
@@ -364,15 +410,18 @@ mod tests {
 
     #[test]
     fn every_generated_settings_file_parses_as_node_settings() {
-        let nodes = plan(3, 9081, 2379, Path::new("/tmp/cluster \"x\"")).expect("ports fit");
+        let ports = BasePorts { peer: 9081, client: 2379, metrics: 9181 };
+        let nodes = plan(3, ports, Path::new("/tmp/cluster \"x\"")).expect("ports fit");
         for node in &nodes {
-            let text = settings_toml(node, &nodes, "local", "sled");
+            let text = settings_toml(node, &nodes, "local", "sled", Some("http://127.0.0.1:4317"));
             let settings = d_engine::Settings::from_toml(&text).expect("the generated file is valid");
             assert_eq!(settings.node.id, node.id);
             assert_eq!(settings.node.storage, d_engine::StorageKind::Sled);
             assert_eq!(settings.node.data_dir, node.dir.join("data"));
             assert_eq!(settings.cluster.id, "local");
             assert_eq!(settings.listen_addr().to_string(), node.peer_addr);
+            assert_eq!(settings.metrics.listen_addr.as_deref(), Some(format!("127.0.0.1:{}", 9180 + node.id).as_str()));
+            assert_eq!(settings.tracing.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
             let clients: Vec<_> = settings.cluster.members.iter().map(|m| m.client_addr.clone()).collect();
             assert_eq!(
                 clients,
@@ -383,8 +432,9 @@ mod tests {
 
     #[test]
     fn ports_past_65535_are_refused() {
-        assert!(plan(7, 9081, 2379, Path::new("/tmp")).is_ok(), "node 7 gets 62379");
-        let error = plan(7, 9081, 9000, Path::new("/tmp")).expect_err("node 7 would need port 69000");
+        let ports = |client| BasePorts { peer: 9081, client, metrics: 9181 };
+        assert!(plan(7, ports(2379), Path::new("/tmp")).is_ok(), "node 7 gets 62379");
+        let error = plan(7, ports(9000), Path::new("/tmp")).expect_err("node 7 would need port 69000");
         assert!(error.contains("node 7's etcd API port 69000"), "{error}");
     }
 }

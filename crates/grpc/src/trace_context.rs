@@ -130,8 +130,28 @@ pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
     let _ = (span, traceparent);
 }
 
-/// Whether per-entry spans should be made for a request running in `span`: it is recorded
-/// (and, with `otel`, sampled).
-pub fn is_traced(span: &tracing::Span) -> bool {
-    if cfg!(feature = "otel") { traceparent(span).is_some() } else { !span.is_disabled() }
+/// Whether a W3C `traceparent` says its trace is sampled (flag bit 0 of its last field).
+/// A malformed one is not.
+pub fn is_sampled(traceparent: &str) -> bool {
+    let mut fields = traceparent.split('-');
+    let well_formed = fields.next().is_some_and(|version| version.len() == 2)
+        && fields.next().is_some_and(|trace_id| trace_id.len() == 32)
+        && fields.next().is_some_and(|span_id| span_id.len() == 16);
+    let flags = fields.next().and_then(|flags| u8::from_str_radix(flags, 16).ok());
+    well_formed && flags.is_some_and(|flags| flags & 1 == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampled_flag_is_read_from_well_formed_traceparents_only() {
+        assert!(is_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert!(!is_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"), "not sampled");
+        assert!(is_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"), "bit 0 counts, not the byte");
+        for malformed in ["", "garbage", "00-abc-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f0-01"] {
+            assert!(!is_sampled(malformed), "{malformed:?}");
+        }
+    }
 }

@@ -26,6 +26,8 @@ use d_engine_core::{Entry, LogIndex, NodeId};
 use d_engine_grpc::EntryTracer;
 use d_engine_grpc::trace_context::{self, TRACE_TARGET};
 
+use crate::messages::EntryTrace;
+
 /// The most entries traced at once; older ones are dropped (their spans close early).
 const MAX_TRACED: usize = 4096;
 
@@ -40,7 +42,7 @@ struct Traced {
     /// What this node's spans of the entry hang under: `propose` on the leader, `replicate`
     /// on a follower.
     span: tracing::Span,
-    /// The W3C context of `span`, sent with the entry to followers.
+    /// The W3C context of `span`, sent with the entry to followers (leader only).
     traceparent: Option<String>,
     /// Open from acceptance to commit, on the leader.
     commit: Option<tracing::Span>,
@@ -58,11 +60,11 @@ impl EntryTraces {
         self.held.load(Ordering::Relaxed) == 0
     }
 
-    /// The leader accepted a proposal that runs in `propose` at `index`.
-    pub(crate) fn proposed(&self, index: LogIndex, propose: tracing::Span) {
-        let commit = tracing::info_span!(target: TRACE_TARGET, parent: &propose, "d_engine.commit", node_id = self.node.0, index = index.0);
-        let traceparent = trace_context::traceparent(&propose);
-        self.insert(index, Traced { span: propose, traceparent, commit: Some(commit), replicated: false });
+    /// The leader accepted a traced proposal at `index`.
+    pub(crate) fn proposed(&self, index: LogIndex, trace: EntryTrace) {
+        let EntryTrace { span, traceparent } = trace;
+        let commit = tracing::info_span!(target: TRACE_TARGET, parent: &span, "d_engine.commit", node_id = self.node.0, index = index.0);
+        self.insert(index, Traced { span, traceparent: Some(traceparent), commit: Some(commit), replicated: false });
     }
 
     /// Entries up to `last` are committed: their `commit` spans end.
@@ -155,12 +157,11 @@ impl EntryTracer for EntryTraces {
     fn incoming(&self, from: NodeId, traces: Vec<(LogIndex, String)>) {
         for (index, traceparent) in traces {
             let span = tracing::info_span!(target: TRACE_TARGET, parent: None, "d_engine.replicate", node_id = self.node.0, leader = from.0, index = index.0);
-            trace_context::set_remote_parent(&span, &traceparent);
             if span.is_disabled() {
                 continue;
             }
-            let traceparent = trace_context::traceparent(&span);
-            self.insert(index, Traced { span, traceparent, commit: None, replicated: true });
+            trace_context::set_remote_parent(&span, &traceparent);
+            self.insert(index, Traced { span, traceparent: None, commit: None, replicated: true });
         }
     }
 }

@@ -187,8 +187,8 @@ impl EventLoop {
         match request {
             Request::Propose { command, reply, trace } => match self.core.propose(command) {
                 Ok(log_id) => {
-                    if let Some(span) = trace {
-                        self.traces.proposed(log_id.index, span);
+                    if let Some(trace) = trace {
+                        self.traces.proposed(log_id.index, trace);
                     }
                     self.wait_for_apply(log_id, reply)
                 }

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::application::Application;
 use crate::error::{NodeError, RequestError};
-use crate::messages::{Applied, Request};
+use crate::messages::{Applied, EntryTrace, Request};
 use crate::metrics::NodeMetrics;
 use crate::status::NodeStatus;
 use crate::transport::AddressBook;
@@ -100,8 +100,12 @@ impl<S: Application> Node<S> {
         if command.len() > self.inner.max_command_bytes {
             return Err(RequestError::TooLarge { bytes: command.len(), max_bytes: self.inner.max_command_bytes });
         }
+        // Traced only inside a traced request (see `telemetry`): untraced proposals make no span.
+        if tracing::Span::current().is_none() {
+            return self.ask(|reply| Request::Propose { command, reply, trace: None }).await;
+        }
         let span = tracing::info_span!(target: TRACE_TARGET, "d_engine.propose", node_id = self.inner.id.0, bytes = command.len());
-        let trace = trace_context::is_traced(&span).then(|| span.clone());
+        let trace = trace_context::traceparent(&span).map(|traceparent| EntryTrace { span: span.clone(), traceparent });
         self.ask(|reply| Request::Propose { command, reply, trace }).instrument(span).await
     }
 

@@ -37,11 +37,11 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
 /// A request from the node handle to the event loop.
 pub(crate) enum Request {
-    /// `trace`: the proposal's `propose` span when the request is traced (see `entry_traces`).
+    /// `trace`: set when the request is traced (see `entry_traces`).
     Propose {
         command: Bytes,
         reply: Reply<Applied>,
-        trace: Option<tracing::Span>,
+        trace: Option<EntryTrace>,
     },
     Read {
         policy: ReadPolicy,
@@ -56,6 +56,12 @@ pub(crate) enum Request {
         reply: Reply<()>,
     },
     TriggerSnapshot,
+}
+
+/// A traced proposal: its `propose` span and that span's W3C `traceparent`.
+pub(crate) struct EntryTrace {
+    pub(crate) span: tracing::Span,
+    pub(crate) traceparent: String,
 }
 
 /// A completion reported back to the event loop.

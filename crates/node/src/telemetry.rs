@@ -13,12 +13,22 @@
 //!           └─ d_engine.apply          leader: the state machine applying it
 //! ```
 //! The entry's context crosses to followers inside the append message (`entry_traces`,
-//! see `d_engine_grpc::trace_context`); [`crate::entry_traces`] keeps it per entry on each
-//! node. Every one of these spans has the target `d_engine::trace` and a `node_id` field.
-//! A process whose subscriber does not enable that target makes none of them: the cost of
-//! tracing switched off is one disabled-span check per request.
+//! see `d_engine_grpc::trace_context`); `entry_traces` keeps it per entry on each node.
+//! Every one of these spans has the target `d_engine::trace` and a `node_id` field.
+//!
+//! Sampling is decided once, at the head, by [`grpc_request_span`]: a request that carries
+//! a `traceparent` is traced when that context is sampled; any other starts a trace with
+//! probability `tracing.sample_ratio`. An untraced request makes no span at all, here or on
+//! other nodes: `Node::propose` makes its span only inside a traced request, and an entry
+//! is traced on followers only when the leader traced it. A process whose subscriber does
+//! not enable the `d_engine::trace` target makes none of these spans whatever the sampling.
 
-use d_engine_grpc::trace_context::{self};
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use d_engine_grpc::trace_context;
 pub use d_engine_grpc::trace_context::{TRACE_TARGET, TRACEPARENT, inject_current};
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
@@ -30,8 +40,45 @@ use crate::settings::TracingSettings;
 /// The gRPC path prefix of peer RPCs: long-lived streams, not requests, so never traced.
 const PEER_RPC_PREFIX: &str = "/dengine.raft.v1.";
 
-/// A `trace_fn` for a tonic server: one `d_engine.grpc` span per client request, child of
-/// the caller's span when the request carries a `traceparent` header. Peer RPCs get none.
+/// The fraction of requests without a trace context that start a trace: `f64` bits, set
+/// by [`crate::init_telemetry`] from `tracing.sample_ratio` (1.0 until then, so that an
+/// application's own OpenTelemetry subscriber sees every request).
+static SAMPLE_RATIO: AtomicU64 = AtomicU64::new(1.0f64.to_bits());
+
+/// Sets the fraction of requests that start a trace (clamped to 0.0..=1.0).
+pub(crate) fn set_sample_ratio(ratio: f64) {
+    SAMPLE_RATIO.store(ratio.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+}
+
+/// Whether a request without a trace context starts a trace: a coin that lands on yes with
+/// probability `SAMPLE_RATIO`.
+fn start_trace() -> bool {
+    let ratio = f64::from_bits(SAMPLE_RATIO.load(Ordering::Relaxed));
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio <= 0.0 {
+        return false;
+    }
+    thread_local! {
+        // xorshift64*, seeded per thread from the standard library's random hasher keys.
+        static STATE: Cell<u64> = Cell::new(RandomState::new().build_hasher().finish() | 1);
+    }
+    let draw = STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    });
+    // The top 53 bits as a uniform fraction of 1.
+    ((draw >> 11) as f64 / (1u64 << 53) as f64) < ratio
+}
+
+/// A `trace_fn` for a tonic server: one `d_engine.grpc` span per traced client request (see
+/// the module docs on sampling), child of the caller's span when the request carries a
+/// `traceparent` header. Peer RPCs get none.
 ///
 /// The node's own server uses it; an application serving its own API (as the KV example
 /// does) passes it to `tonic::transport::Server::builder().trace_fn(...)`, so that its
@@ -44,8 +91,13 @@ pub fn grpc_request_span(
         if rpc.starts_with(PEER_RPC_PREFIX) {
             return tracing::Span::none();
         }
+        let incoming = trace_context::traceparent_header(request.headers());
+        let traced = incoming.map_or_else(start_trace, trace_context::is_sampled);
+        if !traced {
+            return tracing::Span::none();
+        }
         let span = tracing::info_span!(target: TRACE_TARGET, "d_engine.grpc", node_id, rpc, otel.kind = "server");
-        if let Some(traceparent) = trace_context::traceparent_header(request.headers()) {
+        if let Some(traceparent) = incoming {
             trace_context::set_remote_parent(&span, traceparent);
         }
         span
@@ -91,6 +143,7 @@ where
             },
         ));
     };
+    set_sample_ratio(settings.sample_ratio);
     #[cfg(feature = "otel")]
     {
         let (layer, provider) = otel::layer(endpoint, settings)?;
@@ -125,8 +178,8 @@ mod otel {
     use crate::logging::LoggingError;
     use crate::settings::TracingSettings;
 
-    /// An OTLP/gRPC exporter to `endpoint`, batched, sampling new traces at the configured
-    /// ratio and following the caller's decision for traces that arrive sampled.
+    /// An OTLP/gRPC exporter to `endpoint`, batched. It keeps every span it is given:
+    /// sampling happened at the head (`grpc_request_span`), before any span was made.
     pub(super) fn layer<S>(
         endpoint: &str,
         settings: &TracingSettings,
@@ -141,7 +194,7 @@ mod otel {
             .map_err(|error| LoggingError::Exporter { endpoint: endpoint.to_owned(), reason: error.to_string() })?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio))))
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
             .with_resource(Resource::builder().with_service_name(settings.service_name.clone()).build())
             .build();
         let tracer = provider.tracer("d-engine");
@@ -150,5 +203,21 @@ mod otel {
             .with_filter(tracing_subscriber::filter::filter_fn(super::is_exported))
             .boxed();
         Ok((layer, provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_sampler_starts_about_the_configured_fraction_of_traces() {
+        set_sample_ratio(0.0);
+        assert!((0..1000).all(|_| !start_trace()), "ratio 0 starts none");
+        set_sample_ratio(0.25);
+        let started = (0..10_000).filter(|_| start_trace()).count();
+        assert!((2_000..3_000).contains(&started), "ratio 0.25 started {started} of 10,000");
+        set_sample_ratio(7.0);
+        assert!((0..1000).all(|_| start_trace()), "a ratio above 1 is clamped to 1: every request");
     }
 }

@@ -90,6 +90,8 @@ pub enum System {
     DEngine,
     /// etcd (its defaults, every write fsynced).
     Etcd,
+    /// d-engine-kv with metrics served and every request traced to an OTLP sink.
+    DEngineObserved,
 }
 
 impl System {
@@ -98,6 +100,7 @@ impl System {
         match self {
             System::DEngine => "d-engine",
             System::Etcd => "etcd",
+            System::DEngineObserved => "d-engine+obs",
         }
     }
 }
@@ -158,26 +161,57 @@ pub fn d_engine_settings(id: usize, data_dir: &Path, peer_ports: &[u16], client_
     text
 }
 
+/// The OTLP sink an observed cluster traces to.
+pub struct Sink {
+    /// The `d-engine-otlp-sink` binary.
+    pub binary: PathBuf,
+    /// The fraction of requests the nodes trace.
+    pub sample_ratio: f64,
+}
+
+/// The settings that switch a node's observability on: a `/metrics` endpoint on
+/// `metrics_port`, and requests traced (at `sample_ratio`) to the OTLP collector at `otlp_port`.
+pub fn observed_settings(id: usize, metrics_port: u16, otlp_port: u16, sample_ratio: f64) -> String {
+    format!(
+        "\n[metrics]\nlisten_addr = \"127.0.0.1:{metrics_port}\"\n\n[tracing]\n\
+         otlp_endpoint = \"http://127.0.0.1:{otlp_port}\"\nservice_name = \"bench-node-{id}\"\n\
+         sample_ratio = {sample_ratio:?}\n"
+    )
+}
+
 impl Cluster {
     /// Starts d-engine-kv `binary` as 3 processes with data under `root/nodeN` (deleted
-    /// first).
-    pub fn start_d_engine(binary: &Path, root: &Path) -> Result<Cluster, String> {
-        let ports = free_ports(2 * MEMBERS)?;
-        let (peer_ports, client_ports) = ports.split_at(MEMBERS);
+    /// first). With `sink` (the `d-engine-otlp-sink` binary), every node also serves
+    /// metrics and traces every request to that sink, which runs as a fourth member.
+    pub fn start_d_engine(binary: &Path, root: &Path, sink: Option<&Sink>) -> Result<Cluster, String> {
+        let ports = free_ports(4 * MEMBERS + 1)?;
+        let (peer_ports, rest) = ports.split_at(MEMBERS);
+        let (client_ports, rest) = rest.split_at(MEMBERS);
+        let (metrics_ports, otlp_port) = (&rest[..MEMBERS], rest[2 * MEMBERS]);
         let mut cluster = Cluster {
-            system: System::DEngine,
+            system: if sink.is_some() { System::DEngineObserved } else { System::DEngine },
             endpoints: client_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect(),
             members: Vec::new(),
         };
+        if let Some(sink) = sink {
+            let dir = root.join("otlp-sink");
+            fresh_dir(&dir)?;
+            let mut command = Command::new(&sink.binary);
+            command.arg("--listen").arg(format!("127.0.0.1:{otlp_port}"));
+            cluster.spawn("otlp sink".into(), dir, command)?;
+        }
         for id in 1..=MEMBERS {
             let dir = root.join(format!("node{id}"));
             fresh_dir(&dir)?;
             let settings = dir.join("settings.toml");
-            std::fs::write(&settings, d_engine_settings(id, &dir.join("data"), peer_ports, client_ports))
-                .map_err(|error| format!("cannot write {}: {error}", settings.display()))?;
+            let mut text = d_engine_settings(id, &dir.join("data"), peer_ports, client_ports);
+            if let Some(sink) = sink {
+                text.push_str(&observed_settings(id, metrics_ports[id - 1], otlp_port, sink.sample_ratio));
+            }
+            std::fs::write(&settings, text).map_err(|error| format!("cannot write {}: {error}", settings.display()))?;
             let mut command = Command::new(binary);
             command.arg("--config").arg(&settings);
-            cluster.spawn(format!("d-engine node {id}"), dir, command)?;
+            cluster.spawn(format!("{} node {id}", cluster.system.name()), dir, command)?;
         }
         Ok(cluster)
     }
@@ -255,6 +289,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// CPU time (user + system, seconds) the server processes have used so far: every member
+    /// but the OTLP sink, which stands in for a collector on another machine. `None` when
+    /// `/proc` cannot be read.
+    pub fn server_cpu_seconds(&self) -> Option<f64> {
+        let ticks_per_second = clock_ticks_per_second()?;
+        let mut ticks = 0;
+        for member in self.members.iter().filter(|member| member.name != "otlp sink") {
+            ticks += cpu_ticks(member.child.id())?;
+        }
+        Some(ticks as f64 / ticks_per_second as f64)
+    }
+
+    /// How many spans the OTLP sink member has received so far (its last `spans N` line).
+    pub fn spans_exported(&self) -> Option<u64> {
+        let sink = self.members.iter().find(|member| member.name == "otlp sink")?;
+        let out = std::fs::read_to_string(sink.dir.join("stdout.log")).ok()?;
+        out.lines().rev().find_map(|line| line.strip_prefix("spans ")?.parse().ok())
+    }
+
     /// Each member's name and peak resident memory (VmHWM) in KiB, while it runs.
     pub fn peak_rss_kib(&self) -> Vec<(String, Option<u64>)> {
         self.members.iter().map(|member| (member.name.clone(), vm_hwm_kib(member.child.id()))).collect()
@@ -294,6 +347,25 @@ impl Drop for Cluster {
     }
 }
 
+/// utime + stime of process `pid`, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3 (state): utime is field 14, stime field 15.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), read once.
+fn clock_ticks_per_second() -> Option<u64> {
+    static TICKS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let output = Command::new("getconf").arg("CLK_TCK").output().ok()?;
+        String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    })
+}
+
 /// VmHWM (peak resident set size) of process `pid`, in KiB.
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -315,6 +387,14 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_the_clock_ticks_are_known() {
+        let busy: u64 = (0..20_000_000u64).fold(0, |sum, i| sum.wrapping_add(i * i));
+        assert!(busy > 0);
+        assert!(clock_ticks_per_second().is_some_and(|ticks| ticks > 0), "getconf CLK_TCK answers");
+        assert!(cpu_ticks(std::process::id()).is_some(), "this process's /proc/<pid>/stat is read");
+    }
 
     #[test]
     fn the_settings_name_every_member_with_its_client_address() {
