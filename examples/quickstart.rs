@@ -9,6 +9,12 @@
 //! cargo run --example quickstart
 //! ```
 //!
+//! Observability comes with it: every node serves Prometheus metrics on its own port (the
+//! quickstart prints the addresses and, at the end, a few values scraped from one of
+//! them); logs go to stderr at `warn` (`RUST_LOG=info` shows role changes and snapshots);
+//! with `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317` every write is traced to that
+//! OpenTelemetry collector, from the write through replication to each follower's fsync.
+//!
 //! Exit status 0 when every step worked; otherwise a message and status 1. No step waits
 //! longer than 30 seconds.
 
@@ -19,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use d_engine::{BoxedStateStore, Node, NodeBuilder, ReadConsistency, RequestError, Settings};
 use d_engine_kv::{KvStateMachine, get, output_revision, put_command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 
 /// The replicated KV store over whichever state store the settings name (redb here).
 type KvNode = Node<KvStateMachine<BoxedStateStore>>;
@@ -47,8 +55,18 @@ async fn run() -> Result<(), Error> {
     // Bind every node's port first, so that each settings file can name all of them.
     let listeners = (0..NODES).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
     let addresses = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
-    let settings =
-        (1..=NODES as u64).map(|id| node_settings(id, &addresses, data.path())).collect::<Result<Vec<_>, _>>()?;
+    let metrics = free_addresses(NODES)?;
+    let settings = (1..=NODES as u64)
+        .map(|id| node_settings(id, &addresses, metrics[id as usize - 1], data.path()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Logs and (with OTEL_EXPORTER_OTLP_ENDPOINT) traces, for the whole process.
+    let _telemetry = d_engine::init_telemetry(&settings[0])?;
+    let metrics_urls: Vec<String> = metrics.iter().map(|address| format!("http://{address}/metrics")).collect();
+    println!("metrics: {}", metrics_urls.join(", "));
+    match &settings[0].tracing.otlp_endpoint {
+        Some(endpoint) => println!("traces: every write is exported to {endpoint}"),
+        None => println!("traces: off (OTEL_EXPORTER_OTLP_ENDPOINT=http://host:4317 exports them)"),
+    }
 
     let mut nodes: Vec<Option<KvNode>> = Vec::new();
     for (settings, listener) in settings.iter().zip(listeners) {
@@ -101,6 +119,13 @@ async fn run() -> Result<(), Error> {
     nodes[slot] = Some(restarted);
     let verified = verify(&nodes, &mut leader, &acknowledged).await?;
 
+    let scraped = scrape(metrics[leader.id().0 as usize - 1]).await?;
+    let leader_label = format!("node_id=\"{}\"", leader.id().0);
+    for name in ["d_engine_term", "d_engine_applied_index", "d_engine_proposals_total"] {
+        let line = scraped.lines().find(|line| line.starts_with(name) && line.contains(&leader_label));
+        let line = line.ok_or_else(|| format!("the leader's /metrics has no {name}"))?;
+        println!("metric of the leader: {line}");
+    }
     println!(
         "summary: {NODES} nodes, leader node {old_leader} -> node {new_leader}, {} writes acknowledged, {verified} verified, {:.1} s",
         acknowledged.len(),
@@ -114,19 +139,42 @@ async fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// Node `id`'s settings: redb under `<data>/node<id>`, every node's address in the member list.
-fn node_settings(id: u64, addresses: &[SocketAddr], data: &Path) -> Result<Settings, Error> {
+/// Node `id`'s settings: redb under `<data>/node<id>`, every node's address in the member
+/// list, metrics served on `metrics`, quiet logs, and traces to `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// when it is set.
+fn node_settings(id: u64, addresses: &[SocketAddr], metrics: SocketAddr, data: &Path) -> Result<Settings, Error> {
     let members: Vec<String> =
         addresses.iter().zip(1..).map(|(address, id)| format!("{{ id = {id}, peer_addr = \"{address}\" }}")).collect();
     let data_dir = data.join(format!("node{id}"));
-    let text = format!(
+    let mut text = format!(
         "[node]\nid = {id}\ndata_dir = {data_dir:?}\nstorage = \"redb\"\n\n\
          [cluster]\nid = \"quickstart\"\nmembers = [{}]\n\n\
          # Short ticks: elections within a few hundred milliseconds on loopback.\n\
-         [raft]\ntick_ms = 20\n",
+         [raft]\ntick_ms = 20\n\n\
+         [metrics]\nlisten_addr = \"{metrics}\"\n\n\
+         [log]\nlevel = \"warn\"\n",
         members.join(", ")
     );
+    if let Some(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty()) {
+        text.push_str(&format!("\n[tracing]\notlp_endpoint = {endpoint:?}\nservice_name = \"quickstart\"\n"));
+    }
     Ok(Settings::from_toml(&text)?)
+}
+
+/// `count` loopback addresses that were free a moment ago (bound, read, released).
+fn free_addresses(count: usize) -> Result<Vec<SocketAddr>, Error> {
+    let listeners = (0..count).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
+    Ok(listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The text of one `GET /metrics` from `address`.
+async fn scrape(address: SocketAddr) -> Result<String, Error> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: quickstart\r\n\r\n").await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (_, body) = response.split_once("\r\n\r\n").ok_or("the metrics endpoint did not answer HTTP")?;
+    Ok(body.to_owned())
 }
 
 /// Opens the node's state store, the KV state machine over it, and starts the node.
@@ -200,10 +248,13 @@ async fn write_keys(
     for n in numbers {
         let (key, value) = (format!("key-{n:03}"), format!("value-{n:03}"));
         let command = put_command(key.clone(), value.clone());
+        // A span of the application's: with a collector, each write is one trace across the nodes.
+        let span = tracing::info_span!("quickstart.write", key = %key);
         let applied = on_leader(nodes, leader, &format!("writing {key}"), |node| {
             let command = command.clone();
             async move { node.propose(command).await }
         })
+        .instrument(span)
         .await?;
         output_revision(&applied.output)?;
         acknowledged.push((key, value));

@@ -131,7 +131,7 @@ pub fn settings_toml(
     if let Some(endpoint) = otlp_endpoint {
         let _ = writeln!(
             text,
-            "\n[tracing]\notlp_endpoint = {}\nservice_name = \"d-engine-kv-{}\"",
+            "\n[tracing]\notlp_endpoint = {}\nservice_name = \"d-engine-kv-{}\"\n# A local cluster: trace every request.\nsample_ratio = 1.0",
             toml_string(Path::new(endpoint)),
             node.id
         );

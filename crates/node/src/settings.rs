@@ -227,14 +227,16 @@ pub struct TracingSettings {
     pub otlp_endpoint: Option<String>,
     /// The `service.name` of the exported spans.
     pub service_name: String,
-    /// The fraction of requests that start a trace, 0.0 to 1.0. A request that arrives with
-    /// a sampled trace context is traced whatever this says.
+    /// The fraction of client requests without a trace context that start a trace, 0.0 to
+    /// 1.0 (default 0.01: tracing every request of a busy node costs more CPU than the
+    /// request itself). A request that arrives with a sampled `traceparent` is traced
+    /// whatever this says.
     pub sample_ratio: f64,
 }
 
 impl Default for TracingSettings {
     fn default() -> Self {
-        TracingSettings { otlp_endpoint: None, service_name: "d-engine".to_owned(), sample_ratio: 1.0 }
+        TracingSettings { otlp_endpoint: None, service_name: "d-engine".to_owned(), sample_ratio: 0.01 }
     }
 }
 
@@ -560,6 +562,23 @@ mod tests {
         assert_eq!(Settings::from_toml(&text).expect("valid settings").log.format, LogFormat::Json);
         let text = format!("{THREE_NODES}\n[log]\nlevel = \"nonsense[[\"\n");
         assert!(reason_for(&text).starts_with(r#"invalid setting log.level = "nonsense[[": not a tracing filter"#));
+    }
+
+    #[test]
+    fn tracing_settings_are_checked_and_default_to_no_export() {
+        let settings = Settings::from_toml(THREE_NODES).expect("valid settings");
+        assert_eq!(settings.tracing.otlp_endpoint, None, "no collector unless one is named");
+        assert_eq!(settings.tracing.sample_ratio, 0.01);
+        let text = format!("{THREE_NODES}\n[tracing]\nsample_ratio = 1.5\n");
+        assert_eq!(reason_for(&text), "invalid setting tracing.sample_ratio = 1.5: must be between 0.0 and 1.0");
+        let text = format!("{THREE_NODES}\n[tracing]\notlp_endpoint = \"127.0.0.1:4317\"\n");
+        assert_eq!(
+            reason_for(&text),
+            r#"invalid setting tracing.otlp_endpoint = "127.0.0.1:4317": not a URL (http://host:port)"#
+        );
+        let text = format!("{THREE_NODES}\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\nsample_ratio = 1.0\n");
+        let settings = Settings::from_toml(&text).expect("a URL is accepted (the tests build with `otel`)");
+        assert_eq!(settings.tracing.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
     }
 
     #[test]
