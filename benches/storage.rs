@@ -1,4 +1,5 @@
-//! Append + sync throughput of each log store, next to the physical limit of the disk.
+//! Append + sync throughput of each log store, next to the physical limit of the disk;
+//! and the cost of one deferred state-store batch, the state machine's apply path.
 //!
 //! Every iteration appends one batch of 256-byte entries and syncs it: 1, 16 or 256
 //! entries per sync, the range a group-committing runtime sees from one client to many.
@@ -9,6 +10,11 @@
 //! disk. A store that writes into space it allocated earlier (sled's segments, redb's
 //! pages) can approach the second; none can beat it.
 //!
+//! `state_deferred_batch` writes one 256-byte put per `write_batch_deferred` and syncs
+//! every [`SYNC_EVERY_BATCHES`] batches, as the reference KV state machine does, so the
+//! time per batch includes its share of the sync. `redb_call_only` times the
+//! `write_batch_deferred` call alone: what the apply thread pays between two syncs.
+//!
 //! ```sh
 //! cargo bench -p d-engine-benches --bench storage -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -16,15 +22,15 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Seek, SeekFrom, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use d_engine_core::storage::LogStore;
+use d_engine_core::storage::{LogStore, StateStore, StateWrite};
 use d_engine_core::{Entry, EntryPayload, LogId};
-use d_engine_memory::MemLogStore;
-use d_engine_redb::RedbLogStore;
-use d_engine_sled::SledLogStore;
+use d_engine_memory::{MemLogStore, MemStateStore};
+use d_engine_redb::{RedbLogStore, RedbStateStore};
+use d_engine_sled::{SledLogStore, SledStateStore};
 
 const PAYLOAD_BYTES: usize = 256;
 const BATCHES: [usize; 3] = [1, 16, 256];
@@ -32,6 +38,12 @@ const BATCHES: [usize; 3] = [1, 16, 256];
 const PURGE_EVERY_ENTRIES: u64 = 100_000;
 /// The size of the preallocated raw file; writes wrap around inside it.
 const PREALLOCATED_BYTES: u64 = 16 << 20;
+
+/// How often the state-store bench syncs its deferred batches (the KV state machine's
+/// `SYNC_EVERY_ENTRIES`).
+const SYNC_EVERY_BATCHES: u64 = 10_000;
+/// The state-store bench writes keys `0..KEY_SPACE` round robin, so the store stays bounded.
+const KEY_SPACE: u64 = 100_000;
 
 /// Appends batches of `batch` entries with consecutive indices and syncs each one.
 struct Writer<S> {
@@ -115,9 +127,61 @@ fn append_sync(c: &mut Criterion) {
     group.finish();
 }
 
+/// Applies one-put batches with consecutive applied ids, deferred, syncing every
+/// [`SYNC_EVERY_BATCHES`].
+struct Applier<S> {
+    store: S,
+    applied: u64,
+    value: Bytes,
+}
+
+impl<S: StateStore> Applier<S> {
+    fn new(store: S) -> Applier<S> {
+        Applier { store, applied: 0, value: Bytes::from(vec![0xcd; PAYLOAD_BYTES]) }
+    }
+
+    fn apply_one_put(&mut self) {
+        self.apply_one_put_timing_the_call();
+    }
+
+    /// Applies one batch (and syncs when due); returns how long `write_batch_deferred` took.
+    fn apply_one_put_timing_the_call(&mut self) -> Duration {
+        self.applied += 1;
+        let key = Bytes::copy_from_slice(&(self.applied % KEY_SPACE).to_be_bytes());
+        let writes = [StateWrite::Put { key, value: self.value.clone() }];
+        let start = Instant::now();
+        self.store.write_batch_deferred(black_box(&writes), LogId::new(1, self.applied)).expect("deferred batch");
+        let call = start.elapsed();
+        if self.applied.is_multiple_of(SYNC_EVERY_BATCHES) {
+            self.store.sync().expect("sync");
+        }
+        call
+    }
+}
+
+fn state_deferred_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("state_deferred_batch");
+    group.throughput(Throughput::Elements(1));
+
+    let mut memory = Applier::new(MemStateStore::new());
+    group.bench_function("memory", |b| b.iter(|| memory.apply_one_put()));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut redb = Applier::new(RedbStateStore::open(dir.path()).expect("open redb"));
+    group.bench_function("redb", |b| b.iter(|| redb.apply_one_put()));
+    group.bench_function("redb_call_only", |b| {
+        b.iter_custom(|iterations| (0..iterations).map(|_| redb.apply_one_put_timing_the_call()).sum())
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sled = Applier::new(SledStateStore::open(dir.path()).expect("open sled"));
+    group.bench_function("sled", |b| b.iter(|| sled.apply_one_put()));
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = append_sync
+    targets = append_sync, state_deferred_batch
 }
 criterion_main!(benches);

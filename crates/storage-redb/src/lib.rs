@@ -17,8 +17,10 @@
 //! Log writes are visible at once and become durable together at
 //! [`sync`](d_engine_core::storage::LogStore::sync): one redb transaction committed with
 //! `Durability::Immediate` (one fsync) for everything written since the last sync. A
-//! state-store batch is durable when `write_batch` returns. Errors are fatal: a store
-//! whose write failed refuses every later call until it is reopened.
+//! state-store batch is durable when `write_batch` returns; a `write_batch_deferred` batch
+//! stays in memory, visible to reads, until the next `sync` or `write_batch` commits every
+//! deferred batch in one such transaction. Errors are fatal: a store whose write failed
+//! refuses every later call until it is reopened.
 //!
 //! ```
 //! use bytes::Bytes;

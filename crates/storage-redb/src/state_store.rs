@@ -3,13 +3,36 @@
 //! # Layout
 //! One file, `state.redb`, with two tables: `pairs` maps the state machine's keys to
 //! its values, byte for byte, and `meta` holds the format stamp and the applied log id
-//! (in the core's checksummed codec). The applied id is also kept in memory.
+//! (in the core's checksummed codec). In memory the store keeps the applied id and an
+//! overlay of deferred writes not yet in the file: the last write of each key, a delete
+//! as a tombstone that hides the key in the file. Every read (`get`, `range`, `export`)
+//! merges the overlay over the file, so readers see deferred batches exactly as if they
+//! had been written.
 //!
 //! # Durability
-//! Every `write_batch` and `import` is one redb write transaction committed with
-//! `Durability::Immediate`: when it returns, the writes and the applied id are durable
-//! together; a crash before that leaves none of them.
+//! `write_batch_deferred` only records its writes and applied id in the overlay: no redb
+//! transaction, no page copy, no fsync. `sync` writes the whole overlay and the applied id
+//! in one redb transaction committed with `Durability::Immediate` and clears the overlay
+//! once that commit succeeded. `write_batch` commits the overlay and then its own batch in
+//! one such transaction, so every deferred batch before it becomes durable with it, in
+//! order. `import` discards the overlay and replaces everything in one durable transaction.
+//!
+//! An overlay past [`OVERLAY_BYTES_MAX`] is flushed: written to the file, with the applied
+//! id, in a `Durability::None` commit, and cleared. That bounds memory without making
+//! anything durable: redb makes such a commit durable only with the next durable one.
+//!
+//! A crash loses every deferred batch since the last durable commit (`sync`, `write_batch`
+//! or `import`), flushed or not: the file then holds that commit's data and applied id, and
+//! the runtime re-applies the log from there. It never holds part of a batch: the overlay
+//! is only ever written whole, after a whole batch, with the applied id of that batch.
+//! Dropping the store without a sync discards the overlay; redb writes its last commit
+//! when it closes the file cleanly, so a reopen after a drop may also find the batches of
+//! the last flush (whole, with their applied id).
+//!
+//! A write or commit that fails leaves what is durable unknown, so the store then refuses
+//! every call until it is reopened (fail closed).
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
@@ -27,16 +50,69 @@ use crate::{directory, error};
 pub(crate) const PAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairs");
 const APPLIED_KEY: &str = "applied";
 
+/// The approximate memory of the overlay (keys, values and [`OVERLAY_KEY_OVERHEAD_BYTES`]
+/// per key) past which deferred writes are flushed to redb with `Durability::None`.
+const OVERLAY_BYTES_MAX: usize = 64 << 20;
+
+/// What the overlay counts per key besides the key and value bytes: the map entry and
+/// the two allocations, so that many tiny writes cannot outgrow the bound unseen.
+const OVERLAY_KEY_OVERHEAD_BYTES: usize = 64;
+
 /// A [`StateStore`] in a redb database file, `state.redb`, inside a directory of its own.
 ///
-/// Each batch and each import is one durable redb transaction.
+/// Durable batches and imports are each one durable redb transaction; deferred batches
+/// stay in memory, visible to every read, until the next `sync` or durable batch writes
+/// them all in one transaction.
 pub struct RedbStateStore {
     db: Database,
     path: PathBuf,
+    /// The applied id of the last batch, deferred or not.
     applied: LogId,
-    /// Whether a deferred (`Durability::None`) batch awaits a durable commit.
-    deferred: bool,
+    overlay: Overlay,
+    /// The overlay size that triggers a flush: [`OVERLAY_BYTES_MAX`], smaller in tests.
+    overlay_bytes_max: usize,
+    /// Whether deferred batches (in the overlay or flushed with `Durability::None`) await
+    /// a durable commit.
+    unsynced: bool,
     failure: FailClosed,
+}
+
+/// Deferred writes not yet in the file: the last write of each key, `None` for a delete.
+#[derive(Default)]
+struct Overlay {
+    writes: BTreeMap<Bytes, Option<Bytes>>,
+    /// Keys, values and [`OVERLAY_KEY_OVERHEAD_BYTES`] per key.
+    bytes: usize,
+}
+
+impl Overlay {
+    /// Records `writes` in order, over any earlier write of the same keys. Keys and values
+    /// are copied, so the overlay never holds on to a caller's larger buffer.
+    fn record(&mut self, writes: &[StateWrite]) {
+        for write in writes {
+            let (key, value) = match write {
+                StateWrite::Put { key, value } => (key, Some(Bytes::copy_from_slice(value))),
+                StateWrite::Delete { key } => (key, None),
+            };
+            let value_bytes = value.as_ref().map_or(0, Bytes::len);
+            match self.writes.get_mut(&key[..]) {
+                Some(slot) => {
+                    self.bytes -= slot.as_ref().map_or(0, Bytes::len);
+                    *slot = value;
+                }
+                None => {
+                    self.bytes += key.len() + OVERLAY_KEY_OVERHEAD_BYTES;
+                    self.writes.insert(Bytes::copy_from_slice(key), value);
+                }
+            }
+            self.bytes += value_bytes;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.writes.clear();
+        self.bytes = 0;
+    }
 }
 
 impl RedbStateStore {
@@ -64,7 +140,15 @@ impl RedbStateStore {
         } else {
             txn.abort().map_err(|error| error::database(&path, "finish open", error))?;
         }
-        Ok(RedbStateStore { db, path, applied, deferred: false, failure: FailClosed::default() })
+        Ok(RedbStateStore {
+            db,
+            path,
+            applied,
+            overlay: Overlay::default(),
+            overlay_bytes_max: OVERLAY_BYTES_MAX,
+            unsynced: false,
+            failure: FailClosed::default(),
+        })
     }
 
     /// The database file, `<dir>/state.redb`.
@@ -76,18 +160,18 @@ impl RedbStateStore {
         self.failure.check(&self.path)
     }
 
-    /// Runs `write` in a new write transaction, records `applied` and commits durably.
-    /// A failure after the transaction began poisons the store.
-    fn commit(
+    /// Runs `write` in a new write transaction, records `applied` and commits with
+    /// `durability`. Changes nothing in memory; a failure poisons the store.
+    fn transact(
         &mut self,
         applied: LogId,
         durability: Durability,
-        write: impl FnOnce(&WriteTransaction, &Path) -> Result<(), StorageError>,
+        write: impl FnOnce(&WriteTransaction, &Path, &Overlay) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let result = (|| {
             let mut txn = self.db.begin_write().map_err(|error| error::database(&self.path, "begin write", error))?;
             txn.set_durability(durability).map_err(|error| error::database(&self.path, "set durability", error))?;
-            write(&txn, &self.path)?;
+            write(&txn, &self.path, &self.overlay)?;
             {
                 let mut meta =
                     txn.open_table(META).map_err(|error| error::database(&self.path, "write applied id", error))?;
@@ -96,37 +180,37 @@ impl RedbStateStore {
             }
             txn.commit().map_err(|error| error::database(&self.path, "commit", error))
         })();
-        match result {
-            Ok(()) => {
-                self.applied = applied;
-                self.deferred = matches!(durability, Durability::None);
-                Ok(())
-            }
-            Err(error) => {
-                self.failure.fail(&error);
-                Err(error)
-            }
-        }
+        result.inspect_err(|error| self.failure.fail(error))
     }
 
-    /// One batch with the applied id, committed with `durability`.
-    fn write(&mut self, writes: &[StateWrite], applied: LogId, durability: Durability) -> Result<(), StorageError> {
-        self.usable()?;
-        rules::check_applied(applied, self.applied)?;
-        self.commit(applied, durability, |txn, path| {
+    /// Writes the overlay and then `writes` with `applied` in one transaction committed
+    /// with `durability`, and clears the overlay once the commit succeeded.
+    fn commit_overlay_then(
+        &mut self,
+        writes: &[StateWrite],
+        applied: LogId,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        self.transact(applied, durability, |txn, path, overlay| {
             let mut pairs = txn.open_table(PAIRS).map_err(|error| error::database(path, "write batch", error))?;
-            for write in writes {
-                match write {
-                    StateWrite::Put { key, value } => {
-                        pairs.insert(&key[..], &value[..]).map_err(|error| error::database(path, "put", error))?;
-                    }
-                    StateWrite::Delete { key } => {
-                        pairs.remove(&key[..]).map_err(|error| error::database(path, "delete", error))?;
-                    }
+            let overlay = overlay.writes.iter().map(|(key, value)| (&key[..], value.as_deref()));
+            let batch = writes.iter().map(|write| match write {
+                StateWrite::Put { key, value } => (&key[..], Some(&value[..])),
+                StateWrite::Delete { key } => (&key[..], None),
+            });
+            for (key, value) in overlay.chain(batch) {
+                match value {
+                    Some(value) => pairs.insert(key, value).map(drop),
+                    None => pairs.remove(key).map(drop),
                 }
+                .map_err(|error| error::database(path, "write a pair", error))?;
             }
             Ok(())
-        })
+        })?;
+        self.overlay.clear();
+        self.applied = applied;
+        self.unsynced = matches!(durability, Durability::None);
+        Ok(())
     }
 
     /// Runs `read` over the pairs table of a fresh read transaction.
@@ -145,22 +229,68 @@ fn pair(key: &[u8], value: &[u8]) -> (Bytes, Bytes) {
     (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value))
 }
 
+/// Up to `limit` pairs of `stored` (pairs of the file, in key order) with `overlay` (writes
+/// in key order) merged over them: an overlay value replaces the stored one, an overlay
+/// delete hides it.
+fn merge<'a, E>(
+    mut stored: impl Iterator<Item = Result<(Bytes, Bytes), E>>,
+    overlay: impl Iterator<Item = (&'a Bytes, &'a Option<Bytes>)>,
+    limit: usize,
+) -> Result<Vec<(Bytes, Bytes)>, E> {
+    let mut found = Vec::new();
+    let mut next_stored = stored.next().transpose()?;
+    let mut overlay = overlay.peekable();
+    while found.len() < limit {
+        let order = match (&next_stored, overlay.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((stored_key, _)), Some((overlay_key, _))) => stored_key.cmp(overlay_key),
+        };
+        if order.is_le() {
+            let stored_pair = next_stored.take().expect("a stored pair to take");
+            next_stored = stored.next().transpose()?;
+            if order.is_lt() {
+                found.push(stored_pair);
+                continue;
+            }
+            // Equal keys: the overlay's write replaces the stored pair.
+        }
+        let (key, value) = overlay.next().expect("the peeked overlay write");
+        if let Some(value) = value {
+            found.push((key.clone(), value.clone()));
+        }
+    }
+    Ok(found)
+}
+
 impl StateStore for RedbStateStore {
     fn write_batch(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
-        self.write(writes, applied, Durability::Immediate)
+        self.usable()?;
+        rules::check_applied(applied, self.applied)?;
+        self.commit_overlay_then(writes, applied, Durability::Immediate)
     }
 
     fn write_batch_deferred(&mut self, writes: &[StateWrite], applied: LogId) -> Result<(), StorageError> {
-        self.write(writes, applied, Durability::None)
+        self.usable()?;
+        rules::check_applied(applied, self.applied)?;
+        self.overlay.record(writes);
+        self.applied = applied;
+        self.unsynced = true;
+        if self.overlay.bytes > self.overlay_bytes_max {
+            // Bounds memory only: a `Durability::None` commit is as volatile as the overlay.
+            self.commit_overlay_then(&[], applied, Durability::None)?;
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.usable()?;
-        if !self.deferred {
+        if !self.unsynced {
             return Ok(());
         }
-        // An empty durable commit makes every earlier `Durability::None` commit durable.
-        self.commit(self.applied, Durability::Immediate, |_, _| Ok(()))
+        // Also makes every earlier `Durability::None` flush durable.
+        self.commit_overlay_then(&[], self.applied, Durability::Immediate)
     }
 
     fn applied(&self) -> Result<LogId, StorageError> {
@@ -169,31 +299,31 @@ impl StateStore for RedbStateStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        self.usable()?;
+        if let Some(value) = self.overlay.writes.get(key) {
+            return Ok(value.clone());
+        }
         self.read(|pairs| Ok(pairs.get(key)?.map(|value| Bytes::copy_from_slice(value.value()))))
     }
 
     fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        // `BTreeMap::range` panics on an inverted range; the contract makes it empty.
         if rules::key_range_is_empty(start, end) {
             return Ok(Vec::new());
         }
-        let limit = rules::range_limit(limit);
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let bounds = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
+        let overlay = self.overlay.writes.range::<[u8], _>(bounds);
         self.read(|pairs| {
-            let mut found = Vec::new();
-            for item in pairs.range::<&[u8]>((Bound::Included(start), upper))?.take(limit) {
-                let (key, value) = item?;
-                found.push(pair(key.value(), value.value()));
-            }
-            Ok(found)
+            let stored =
+                pairs.range::<&[u8]>(bounds)?.map(|item| item.map(|(key, value)| pair(key.value(), value.value())));
+            merge(stored, overlay, rules::range_limit(limit))
         })
     }
 
     fn export(&self) -> Result<Bytes, StorageError> {
         let pairs = self.read(|pairs| {
-            pairs
-                .iter()?
-                .map(|item| item.map(|(key, value)| pair(key.value(), value.value())))
-                .collect::<Result<Vec<_>, _>>()
+            let stored = pairs.iter()?.map(|item| item.map(|(key, value)| pair(key.value(), value.value())));
+            merge(stored, self.overlay.writes.iter(), usize::MAX)
         })?;
         Ok(encode_export(self.applied, &pairs))
     }
@@ -202,19 +332,284 @@ impl StateStore for RedbStateStore {
         self.usable()?;
         // Decode fully first: malformed data must change nothing.
         let (applied, pairs) = decode_export(data)?;
-        self.commit(applied, Durability::Immediate, |txn, path| {
+        // The import replaces everything, the overlay included: it is not written.
+        self.transact(applied, Durability::Immediate, |txn, path, _| {
             txn.delete_table(PAIRS).map_err(|error| error::database(path, "clear pairs", error))?;
             let mut table = txn.open_table(PAIRS).map_err(|error| error::database(path, "import", error))?;
             for (key, value) in &pairs {
                 table.insert(&key[..], &value[..]).map_err(|error| error::database(path, "import", error))?;
             }
             Ok(())
-        })
+        })?;
+        self.overlay.clear();
+        self.applied = applied;
+        self.unsynced = false;
+        Ok(())
     }
 }
 
 impl std::fmt::Debug for RedbStateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStateStore").field("path", &self.path).field("applied", &self.applied).finish()
+        f.debug_struct("RedbStateStore")
+            .field("path", &self.path)
+            .field("applied", &self.applied)
+            .field("overlay_keys", &self.overlay.writes.len())
+            .field("unsynced", &self.unsynced)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use d_engine_memory::MemStateStore;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn put(key: &[u8], value: &[u8]) -> StateWrite {
+        StateWrite::Put { key: Bytes::copy_from_slice(key), value: Bytes::copy_from_slice(value) }
+    }
+
+    fn delete(key: &[u8]) -> StateWrite {
+        StateWrite::Delete { key: Bytes::copy_from_slice(key) }
+    }
+
+    fn pairs(expected: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
+        expected.iter().map(|(key, value)| pair(key, value)).collect()
+    }
+
+    fn everything(store: &RedbStateStore) -> Vec<(Bytes, Bytes)> {
+        store.range(b"", None, 0).unwrap()
+    }
+
+    /// The file holds a..e; the overlay deletes b and d, overwrites c, adds bb and f.
+    fn store_with_overlay(dir: &Path) -> RedbStateStore {
+        let mut store = RedbStateStore::open(dir).unwrap();
+        let stored = [put(b"a", b"1"), put(b"b", b"2"), put(b"c", b"3"), put(b"d", b"4"), put(b"e", b"5")];
+        store.write_batch(&stored, LogId::new(1, 1)).unwrap();
+        store.write_batch_deferred(&[delete(b"b"), put(b"c", b"30"), put(b"bb", b"new")], LogId::new(1, 2)).unwrap();
+        store.write_batch_deferred(&[delete(b"d"), put(b"f", b"6")], LogId::new(1, 3)).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_range_merges_overlay_deletes_overwrites_and_new_keys_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_overlay(dir.path());
+
+        assert_eq!(
+            store.range(b"a", Some(b"f"), 0).unwrap(),
+            pairs(&[(b"a", b"1"), (b"bb", b"new"), (b"c", b"30"), (b"e", b"5")])
+        );
+        assert_eq!(
+            store.range(b"a", None, 3).unwrap(),
+            pairs(&[(b"a", b"1"), (b"bb", b"new"), (b"c", b"30")]),
+            "the limit cuts at an overlay value, before the file's e"
+        );
+        assert_eq!(store.range(b"b", Some(b"e"), 1).unwrap(), pairs(&[(b"bb", b"new")]), "deleted b is skipped");
+        assert_eq!(store.range(b"d", None, 0).unwrap(), pairs(&[(b"e", b"5"), (b"f", b"6")]));
+        assert!(store.range(b"d", Some(b"e"), 0).unwrap().is_empty(), "only a deleted key in range");
+    }
+
+    #[test]
+    fn get_of_a_key_deleted_in_the_overlay_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_overlay(dir.path());
+
+        assert_eq!(store.get(b"b").unwrap(), None, "deleted in the overlay, still in the file");
+        assert_eq!(store.get(b"c").unwrap(), Some(Bytes::from_static(b"30")));
+        assert_eq!(store.get(b"e").unwrap(), Some(Bytes::from_static(b"5")), "only in the file");
+    }
+
+    #[test]
+    fn export_after_deferred_batches_equals_export_after_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_overlay(dir.path());
+        let deferred = store.export().unwrap();
+
+        store.sync().unwrap();
+
+        assert_eq!(store.export().unwrap(), deferred);
+        assert_eq!(decode_export(&deferred).unwrap().0, LogId::new(1, 3));
+    }
+
+    #[test]
+    fn a_reopen_without_sync_shows_the_last_synced_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RedbStateStore::open(dir.path()).unwrap();
+        store.write_batch_deferred(&[put(b"a", b"1"), put(b"b", b"2")], LogId::new(1, 1)).unwrap();
+        store.sync().unwrap();
+        store.write_batch_deferred(&[delete(b"a"), put(b"b", b"20"), put(b"c", b"3")], LogId::new(1, 2)).unwrap();
+        drop(store);
+
+        let store = RedbStateStore::open(dir.path()).unwrap();
+
+        assert_eq!(store.applied().unwrap(), LogId::new(1, 1));
+        assert_eq!(everything(&store), pairs(&[(b"a", b"1"), (b"b", b"2")]));
+    }
+
+    #[test]
+    fn a_durable_batch_after_deferred_batches_makes_both_durable_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RedbStateStore::open(dir.path()).unwrap();
+        store.write_batch_deferred(&[put(b"a", b"deferred"), put(b"b", b"2")], LogId::new(1, 1)).unwrap();
+        store.write_batch(&[put(b"a", b"durable"), put(b"c", b"3")], LogId::new(1, 2)).unwrap();
+        drop(store);
+
+        let store = RedbStateStore::open(dir.path()).unwrap();
+
+        assert_eq!(store.applied().unwrap(), LogId::new(1, 2));
+        assert_eq!(everything(&store), pairs(&[(b"a", b"durable"), (b"b", b"2"), (b"c", b"3")]));
+    }
+
+    #[test]
+    fn an_import_discards_the_overlay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_overlay(dir.path());
+
+        store.import(&encode_export(LogId::new(1, 1), &pairs(&[(b"z", b"imported")]))).unwrap();
+        store.sync().unwrap();
+        drop(store);
+
+        let store = RedbStateStore::open(dir.path()).unwrap();
+        assert_eq!(store.applied().unwrap(), LogId::new(1, 1));
+        assert_eq!(everything(&store), pairs(&[(b"z", b"imported")]));
+    }
+
+    #[test]
+    fn an_overlay_past_its_bound_is_flushed_and_stays_readable_until_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RedbStateStore::open(dir.path()).unwrap();
+        store.overlay_bytes_max = 200;
+        store.write_batch_deferred(&[put(b"a", &[1; 100])], LogId::new(1, 1)).unwrap();
+        assert_eq!(store.overlay.writes.len(), 1, "under the bound");
+
+        store.write_batch_deferred(&[put(b"b", &[2; 100]), delete(b"a")], LogId::new(1, 2)).unwrap();
+        assert!(store.overlay.writes.is_empty(), "past the bound, flushed");
+        store.write_batch_deferred(&[put(b"c", b"3")], LogId::new(1, 3)).unwrap();
+
+        assert_eq!(everything(&store), pairs(&[(b"b", &[2; 100]), (b"c", b"3")]));
+        store.sync().unwrap();
+        drop(store);
+        let store = RedbStateStore::open(dir.path()).unwrap();
+        assert_eq!(store.applied().unwrap(), LogId::new(1, 3));
+        assert_eq!(everything(&store), pairs(&[(b"b", &[2; 100]), (b"c", b"3")]));
+    }
+
+    #[test]
+    fn the_overlay_counts_each_key_once_and_its_last_value() {
+        let mut overlay = Overlay::default();
+        overlay.record(&[put(b"key", b"12345"), put(b"key", b"1"), delete(b"gone")]);
+        assert_eq!(overlay.bytes, 3 + 1 + 4 + 2 * OVERLAY_KEY_OVERHEAD_BYTES);
+        overlay.record(&[delete(b"key")]);
+        assert_eq!(overlay.bytes, 3 + 4 + 2 * OVERLAY_KEY_OVERHEAD_BYTES);
+    }
+
+    /// One step of the model test.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Deferred(Vec<StateWrite>),
+        Durable(Vec<StateWrite>),
+        Sync,
+        Get(Vec<u8>),
+        Range {
+            start: Vec<u8>,
+            end: Option<Vec<u8>>,
+            limit: usize,
+        },
+        Export,
+        /// Drop without a sync and open again: back to the last durable state.
+        Reopen,
+    }
+
+    /// Keys from a small alphabet, so that writes, deletes and reads meet.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'c']), 0..3)
+    }
+
+    fn write() -> impl Strategy<Value = StateWrite> {
+        prop_oneof![
+            (key(), prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(key, value)| put(&key, &value)),
+            key().prop_map(|key| delete(&key)),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let writes = || prop::collection::vec(write(), 0..5);
+        prop_oneof![
+            4 => writes().prop_map(Step::Deferred),
+            1 => writes().prop_map(Step::Durable),
+            1 => Just(Step::Sync),
+            2 => key().prop_map(Step::Get),
+            2 => (key(), prop::option::of(key()), 0..4_usize).prop_map(|(start, end, limit)| Step::Range { start, end, limit }),
+            1 => Just(Step::Export),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Against the memory store, whose batches are all durable at once: every read
+        /// agrees, and a reopen without a sync comes back to the state of the last durable
+        /// commit, or of the last flush, which redb keeps when it closes the file cleanly.
+        /// A small overlay bound makes some deferred batches go through a flush.
+        #[test]
+        fn the_store_reads_like_a_memory_store_and_reopens_at_the_last_durable_commit(
+            steps in prop::collection::vec(step(), 1..40),
+            overlay_bytes_max in prop::sample::select(vec![OVERLAY_BYTES_MAX, 100]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let open = || {
+                let mut store = RedbStateStore::open(dir.path()).unwrap();
+                store.overlay_bytes_max = overlay_bytes_max;
+                store
+            };
+            let mut store = open();
+            let mut model = MemStateStore::new();
+            let mut durable = model.export().unwrap();
+            let mut flushed = durable.clone();
+            for (index, step) in (1..).zip(steps) {
+                let applied = LogId::new(1, index);
+                match step {
+                    Step::Deferred(writes) => {
+                        store.write_batch_deferred(&writes, applied).unwrap();
+                        model.write_batch(&writes, applied).unwrap();
+                        // Every recorded write counts, so an empty overlay after one was a flush.
+                        if !writes.is_empty() && store.overlay.writes.is_empty() {
+                            flushed = model.export().unwrap();
+                        }
+                    }
+                    Step::Durable(writes) => {
+                        store.write_batch(&writes, applied).unwrap();
+                        model.write_batch(&writes, applied).unwrap();
+                        durable = model.export().unwrap();
+                        flushed = durable.clone();
+                    }
+                    Step::Sync => {
+                        store.sync().unwrap();
+                        durable = model.export().unwrap();
+                        flushed = durable.clone();
+                    }
+                    Step::Get(key) => prop_assert_eq!(store.get(&key).unwrap(), model.get(&key).unwrap()),
+                    Step::Range { start, end, limit } => prop_assert_eq!(
+                        store.range(&start, end.as_deref(), limit).unwrap(),
+                        model.range(&start, end.as_deref(), limit).unwrap()
+                    ),
+                    Step::Export => prop_assert_eq!(store.export().unwrap(), model.export().unwrap()),
+                    Step::Reopen => {
+                        drop(store);
+                        store = open();
+                        let reopened = store.export().unwrap();
+                        prop_assert!(reopened == durable || reopened == flushed, "reopened at {:?}", reopened);
+                        durable = reopened.clone();
+                        flushed = reopened;
+                        model = MemStateStore::new();
+                        model.import(&durable).unwrap();
+                    }
+                }
+                prop_assert_eq!(store.applied().unwrap(), model.applied().unwrap());
+            }
+        }
     }
 }
