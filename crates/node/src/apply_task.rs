@@ -64,7 +64,11 @@ impl<S: Application> ApplyTask<S> {
             }
         }
         span.enter_current();
-        tracing::info!(applied = %*self.applied.borrow(), "state machine stopped");
+        let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match state_machine.flush() {
+            Ok(()) => tracing::info!(applied = %*self.applied.borrow(), "state machine flushed and stopped"),
+            Err(error) => tracing::warn!(%error, "flushing the state machine failed; a restart re-applies the log"),
+        }
     }
 
     fn apply(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {

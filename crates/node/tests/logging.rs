@@ -53,7 +53,7 @@ async fn json_log_lines_name_the_node_and_its_term() {
     let in_term_1 = |line: &str| line.contains(r#""term":1,"#) || line.contains(r#""term":1}"#);
     assert!(in_term_1(became_leader), "the span carries the term the node leads in: {became_leader}");
     // The storage and apply threads log in the node's span of the current term too.
-    for message in ["log synced and closed", "state machine stopped"] {
+    for message in ["log synced and closed", "state machine flushed and stopped"] {
         let line =
             text.lines().find(|line| line.contains(message)).unwrap_or_else(|| panic!("no {message:?} in:\n{text}"));
         assert!(line.contains(r#""id":1"#) && in_term_1(line), "the thread's line names node 1 in term 1: {line}");

@@ -346,17 +346,34 @@ fn noop_and_undecodable_entries_advance_applied_only() {
 }
 
 #[test]
-fn state_and_applied_id_survive_a_reopen_of_the_store() {
+fn state_and_applied_id_survive_a_reopen_after_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut harness = Harness::over(d_engine_redb::RedbStateStore::open(dir.path()).unwrap());
         harness.put("a", "1");
         harness.put("a", "2");
+        // What the node's apply thread does when the node stops gracefully.
+        harness.state_machine.flush().unwrap();
     }
     let harness = Harness::over(d_engine_redb::RedbStateStore::open(dir.path()).unwrap());
     assert_eq!(harness.revision(), 2);
     assert_eq!(harness.state_machine.last_applied(), d_engine_core::LogId::new(1, 2));
     assert_eq!(harness.get("a").unwrap().version, 2);
+}
+
+#[test]
+fn without_a_flush_a_reopen_is_back_at_the_last_sync_for_the_log_to_re_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut harness = Harness::over(d_engine_redb::RedbStateStore::open(dir.path()).unwrap());
+        harness.put("a", "1");
+        harness.put("a", "2");
+        // Dropped as a crash would leave it: the deferred batches are gone, all of them.
+    }
+    let harness = Harness::over(d_engine_redb::RedbStateStore::open(dir.path()).unwrap());
+    assert_eq!(harness.revision(), 0, "data, revision and applied id are back together");
+    assert_eq!(harness.state_machine.last_applied(), d_engine_core::LogId::default());
+    assert!(harness.get("a").is_none());
 }
 
 #[test]

@@ -52,4 +52,13 @@ pub trait StateMachine {
     /// `snapshot.meta.last_included`. Installing a snapshot older than `last_applied()`
     /// is `Misuse`: the core never asks for it.
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+
+    /// Makes the state as of `last_applied()` durable now, for a state machine that defers
+    /// its writes (and so, after a crash, restarts from an earlier `last_applied()` and has
+    /// the log re-applied). The runtime calls it when the node stops gracefully; an error is
+    /// reported and changes nothing else (the log is still there to re-apply). The default
+    /// does nothing: right for a state machine whose `apply` is durable or kept in memory.
+    fn flush(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
