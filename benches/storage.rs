@@ -31,6 +31,7 @@ use d_engine_core::{Entry, EntryPayload, LogId};
 use d_engine_memory::{MemLogStore, MemStateStore};
 use d_engine_redb::{RedbLogStore, RedbStateStore};
 use d_engine_sled::{SledLogStore, SledStateStore};
+use d_engine_wal::WalLogStore;
 
 const PAYLOAD_BYTES: usize = 256;
 const BATCHES: [usize; 3] = [1, 16, 256];
@@ -179,9 +180,89 @@ fn state_deferred_batch(c: &mut Criterion) {
     group.finish();
 }
 
+/// Entries per sync in the WAL-against-redb comparison: one client, and a group commit.
+const WAL_BATCHES: [usize; 2] = [1, 64];
+
+/// The on-CPU time of the calling thread so far (`/proc/thread-self/schedstat`, in ns):
+/// what a sync costs in CPU, apart from the time it sleeps waiting for the disk.
+fn thread_cpu() -> Duration {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let nanos = schedstat.split_whitespace().next().and_then(|run| run.parse().ok()).expect("run time");
+    Duration::from_nanos(nanos)
+}
+
+/// Overwrites the payload bytes of `batch` entries in a preallocated file and
+/// `fdatasync`s it: the floor under any log store's sync.
+struct RawWriter {
+    file: File,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl RawWriter {
+    fn new(path: &std::path::Path, batch: usize) -> RawWriter {
+        RawWriter { file: preallocated_file(path), offset: 0, bytes: vec![0xab; PAYLOAD_BYTES * batch] }
+    }
+
+    fn write_and_sync(&mut self) {
+        if self.offset + self.bytes.len() as u64 > PREALLOCATED_BYTES {
+            self.offset = 0;
+            self.file.seek(SeekFrom::Start(0)).expect("seek");
+        }
+        self.file.write_all(black_box(&self.bytes)).expect("write");
+        self.file.sync_data().expect("fdatasync");
+        self.offset += self.bytes.len() as u64;
+    }
+}
+
+/// d-engine-wal's `WalLogStore` against `RedbLogStore`, append + sync of 1 and of 64
+/// entries of 256 bytes, next to the same bytes written over a preallocated file
+/// (`raw`): the wall time per sync (`raw`, `wal`, `redb`), and the calling thread's CPU
+/// time per sync (`*_cpu`: the kernel's share of `write` and `fdatasync` in all three;
+/// encoding, checksums, copy-on-write pages and allocation in the stores; not the time
+/// asleep waiting for the disk).
+fn wal_vs_redb(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wal_vs_redb");
+    for batch in WAL_BATCHES {
+        group.throughput(Throughput::Elements(batch as u64));
+        let raw_dir = tempfile::tempdir().expect("tempdir");
+        let mut raw = RawWriter::new(&raw_dir.path().join("preallocated.log"), batch);
+        group.bench_function(BenchmarkId::new("raw", batch), |b| b.iter(|| raw.write_and_sync()));
+        group.bench_function(BenchmarkId::new("raw_cpu", batch), |b| {
+            b.iter_custom(|iterations| {
+                let start = thread_cpu();
+                (0..iterations).for_each(|_| raw.write_and_sync());
+                thread_cpu() - start
+            })
+        });
+        let wal_dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Writer::new(WalLogStore::open(wal_dir.path()).expect("open wal"));
+        let redb_dir = tempfile::tempdir().expect("tempdir");
+        let mut redb = Writer::new(RedbLogStore::open(redb_dir.path()).expect("open redb"));
+
+        group.bench_function(BenchmarkId::new("wal", batch), |b| b.iter(|| wal.append_and_sync(batch)));
+        group.bench_function(BenchmarkId::new("redb", batch), |b| b.iter(|| redb.append_and_sync(batch)));
+        group.bench_function(BenchmarkId::new("wal_cpu", batch), |b| {
+            b.iter_custom(|iterations| {
+                let start = thread_cpu();
+                (0..iterations).for_each(|_| wal.append_and_sync(batch));
+                thread_cpu() - start
+            })
+        });
+        group.bench_function(BenchmarkId::new("redb_cpu", batch), |b| {
+            b.iter_custom(|iterations| {
+                let start = thread_cpu();
+                (0..iterations).for_each(|_| redb.append_and_sync(batch));
+                thread_cpu() - start
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = append_sync, state_deferred_batch
+    targets = append_sync, state_deferred_batch, wal_vs_redb
 }
 criterion_main!(benches);

@@ -33,7 +33,7 @@ use d_engine_core::testing::crash::{self, CrashState};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::Adapter;
+use super::LogAdapter;
 
 /// The name of the child's test, which the parent runs in a new process.
 pub const CHILD_TEST: &str = "crash_child_writes_the_workload_until_killed";
@@ -46,7 +46,7 @@ const KILL_AFTER_MILLIS_MAX: u64 = 60;
 
 /// The child, run by the test named [`CHILD_TEST`]: resume the workload where the store
 /// left off and write steps until killed. A no-op in a normal test run.
-pub fn child_writes_the_workload_until_killed<A: Adapter>() {
+pub fn child_writes_the_workload_until_killed<A: LogAdapter>() {
     let Ok(dir) = std::env::var(CHILD_DIRECTORY_VAR) else {
         return;
     };
@@ -62,7 +62,7 @@ pub fn child_writes_the_workload_until_killed<A: Adapter>() {
 }
 
 /// The parent: kills children at random moments and checks the store after each kill.
-pub fn every_synced_write_survives_sigkill_at_random_moments<A: Adapter>() {
+pub fn every_synced_write_survives_sigkill_at_random_moments<A: LogAdapter>() {
     let seed = std::env::var(SEED_VAR)
         .ok()
         .and_then(|seed| seed.parse().ok())

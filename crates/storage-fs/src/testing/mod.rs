@@ -14,6 +14,9 @@
 //!
 //! Cases that depend on how an adapter lays out its files (a cut file, a stamp written
 //! with the raw database) stay in the adapter's own tests.
+//!
+//! The log-only cases need only a [`LogAdapter`], which every [`Adapter`] is; an adapter
+//! with a log store and no state store (d-engine-wal) implements [`LogAdapter`] alone.
 
 pub mod crash;
 pub mod open_errors;
@@ -23,6 +26,35 @@ use std::path::Path;
 use d_engine_core::storage::{LogStore, StateStore, StorageError};
 use d_engine_core::testing::{LogStoreHarness, StateStoreHarness};
 use tempfile::TempDir;
+
+/// A durable log store under test: how to open it and where it keeps it. Every
+/// [`Adapter`] is one (through the blanket implementation below); an adapter without a
+/// state store implements this trait alone.
+pub trait LogAdapter {
+    /// Its log store.
+    type Log: LogStore + std::fmt::Debug;
+
+    /// The name of the log database inside a store directory (`log.redb`, `log.sled`):
+    /// what its errors name.
+    const LOG: &'static str;
+    /// The file, relative to a store directory, that holds the log's entries (the one a
+    /// damage test flips bits in).
+    const LOG_FILE: &'static str;
+
+    /// Opens the log store in directory `dir`.
+    fn open_log(dir: &Path) -> Result<Self::Log, StorageError>;
+}
+
+impl<A: Adapter> LogAdapter for A {
+    type Log = <A as Adapter>::Log;
+
+    const LOG: &'static str = <A as Adapter>::LOG;
+    const LOG_FILE: &'static str = <A as Adapter>::LOG_FILE;
+
+    fn open_log(dir: &Path) -> Result<Self::Log, StorageError> {
+        <A as Adapter>::open_log(dir)
+    }
+}
 
 /// A durable adapter under test: how to open its stores and where it keeps them.
 pub trait Adapter {
@@ -54,20 +86,20 @@ pub struct DirHarness<A> {
     adapter: std::marker::PhantomData<A>,
 }
 
-impl<A: Adapter> DirHarness<A> {
+impl<A> DirHarness<A> {
     /// A harness over a new, empty temporary directory.
     pub fn new() -> DirHarness<A> {
         DirHarness { dir: tempfile::tempdir().expect("a temporary directory"), adapter: std::marker::PhantomData }
     }
 }
 
-impl<A: Adapter> Default for DirHarness<A> {
+impl<A> Default for DirHarness<A> {
     fn default() -> DirHarness<A> {
         DirHarness::new()
     }
 }
 
-impl<A: Adapter> LogStoreHarness for DirHarness<A> {
+impl<A: LogAdapter> LogStoreHarness for DirHarness<A> {
     type Store = A::Log;
 
     fn open(&mut self) -> Result<A::Log, StorageError> {

@@ -15,10 +15,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tempfile::TempDir;
 
-use super::Adapter;
+use super::{Adapter, LogAdapter};
 
 /// Everything the log store of adapter `A` in `dir` answers, or its first error.
-pub fn contents<A: Adapter>(dir: &Path) -> Result<(HardState, LogId, Vec<Entry>), StorageError> {
+pub fn contents<A: LogAdapter>(dir: &Path) -> Result<(HardState, LogId, Vec<Entry>), StorageError> {
     let store = A::open_log(dir)?;
     let first = store.last_purged()?.index.next();
     let last = store.last_log_id()?.index;
@@ -26,7 +26,7 @@ pub fn contents<A: Adapter>(dir: &Path) -> Result<(HardState, LogId, Vec<Entry>)
 }
 
 /// A directory with a log of 150 steps of the crash workload (purges included).
-pub fn written_log<A: Adapter>() -> TempDir {
+pub fn written_log<A: LogAdapter>() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut store = A::open_log(dir.path()).unwrap();
     let mut state = CrashState::initial();
@@ -63,9 +63,9 @@ pub fn assert_names(error: &StorageError, path: &Path) {
 }
 
 /// 60 random bits flipped, one per copy of a written log, anywhere in
-/// [`Adapter::LOG_FILE`]: each copy either opens with exactly what was written, or is
+/// [`LogAdapter::LOG_FILE`]: each copy either opens with exactly what was written, or is
 /// refused with an error naming the log database; at least one is refused.
-pub fn a_flipped_bit_anywhere_in_the_log_file_is_refused_by_name_or_harmless<A: Adapter>() {
+pub fn a_flipped_bit_anywhere_in_the_log_file_is_refused_by_name_or_harmless<A: LogAdapter>() {
     let pristine = written_log::<A>();
     let expected = contents::<A>(pristine.path()).unwrap();
     let file_bits = std::fs::metadata(pristine.path().join(A::LOG_FILE)).unwrap().len() * 8;
@@ -95,7 +95,7 @@ pub fn a_flipped_bit_anywhere_in_the_log_file_is_refused_by_name_or_harmless<A: 
 
 /// A bit flipped inside every stored copy of one entry's record: `Corrupt`, naming the
 /// log database.
-pub fn a_flipped_bit_inside_a_stored_entry_is_refused_by_name<A: Adapter>() {
+pub fn a_flipped_bit_inside_a_stored_entry_is_refused_by_name<A: LogAdapter>() {
     let pristine = written_log::<A>();
     let file = pristine.path().join(A::LOG_FILE);
     let store = A::open_log(pristine.path()).unwrap();
@@ -129,7 +129,7 @@ pub fn a_path_that_is_a_regular_file_is_refused_by_name<A: Adapter>() {
     let file = dir.path().join("not-a-directory");
     std::fs::write(&file, b"hello").unwrap();
 
-    let error = A::open_log(&file).unwrap_err();
+    let error = <A as Adapter>::open_log(&file).unwrap_err();
     assert!(matches!(error, StorageError::Io { .. }), "{error}");
     assert_names(&error, &file);
     let error = A::open_state(&file).unwrap_err();
@@ -137,8 +137,22 @@ pub fn a_path_that_is_a_regular_file_is_refused_by_name<A: Adapter>() {
     assert_eq!(std::fs::read(&file).unwrap(), b"hello", "the file is left alone");
 }
 
+/// A log store path that is a regular file: `Io` naming it, and the file is left alone
+/// (the case above for an adapter that has no state store).
+pub fn a_log_path_that_is_a_regular_file_is_refused_by_name<A: LogAdapter>() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"hello").unwrap();
+
+    let error = A::open_log(&file).unwrap_err();
+
+    assert!(matches!(error, StorageError::Io { .. }), "{error}");
+    assert_names(&error, &file);
+    assert_eq!(std::fs::read(&file).unwrap(), b"hello", "the file is left alone");
+}
+
 /// A store path below a regular file: `Io` naming the path.
-pub fn a_path_that_cannot_be_created_is_refused_by_name<A: Adapter>() {
+pub fn a_path_that_cannot_be_created_is_refused_by_name<A: LogAdapter>() {
     // A directory below a regular file cannot be created by anyone, root included.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("file"), b"").unwrap();
@@ -152,7 +166,7 @@ pub fn a_path_that_cannot_be_created_is_refused_by_name<A: Adapter>() {
 
 /// An empty read-only store directory: `Io` naming it (skipped when running as root,
 /// which writes anyway).
-pub fn a_read_only_directory_is_refused_by_name_unless_running_as_root<A: Adapter>() {
+pub fn a_read_only_directory_is_refused_by_name_unless_running_as_root<A: LogAdapter>() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("read-only");
@@ -174,7 +188,7 @@ pub fn a_read_only_directory_is_refused_by_name_unless_running_as_root<A: Adapte
 /// A directory holding a log store of another adapter, `other` (its crate name), made
 /// by `create_other` as `other_log`: adapter `A` refuses it with `Corrupt`, naming the
 /// other adapter and its database, and creates nothing beside it.
-pub fn a_directory_holding_another_adapters_store_is_refused_by_name<A: Adapter>(
+pub fn a_directory_holding_another_adapters_store_is_refused_by_name<A: LogAdapter>(
     other: &str,
     other_log: &str,
     create_other: impl FnOnce(&Path),
@@ -192,7 +206,7 @@ pub fn a_directory_holding_another_adapters_store_is_refused_by_name<A: Adapter>
 
 /// Opens the log store in `dir`, whose stamp says layout `version`, and expects
 /// `Corrupt` naming the version and the log database.
-pub fn a_format_version_this_build_does_not_know_is_refused_by_name<A: Adapter>(dir: &Path, version: u32) {
+pub fn a_format_version_this_build_does_not_know_is_refused_by_name<A: LogAdapter>(dir: &Path, version: u32) {
     let error = A::open_log(dir).unwrap_err();
 
     assert!(matches!(error, StorageError::Corrupt { .. }), "{error}");
@@ -216,7 +230,7 @@ pub fn a_state_store_in_place_of_a_log_is_refused_by_name<A: Adapter>() {
 }
 
 /// A second open of a log store that is open: `Io` naming the log database.
-pub fn a_store_open_in_another_handle_is_refused_by_name<A: Adapter>() {
+pub fn a_store_open_in_another_handle_is_refused_by_name<A: LogAdapter>() {
     let dir = tempfile::tempdir().unwrap();
     let _open = A::open_log(dir.path()).unwrap();
 
