@@ -11,6 +11,7 @@ use d_engine_grpc::{NetworkFaults, SharedEntryTracer};
 use d_engine_memory::{MemLogStore, MemStateStore};
 use d_engine_redb::{RedbLogStore, RedbStateStore};
 use d_engine_sled::{SledLogStore, SledStateStore};
+use d_engine_wal::WalLogStore;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -23,7 +24,7 @@ use crate::event_loop::EventLoop;
 use crate::handle::{Inner, Node, Tasks};
 use crate::metrics::{self, NodeMetrics};
 use crate::server;
-use crate::settings::{Settings, StorageKind};
+use crate::settings::{LogStoreKind, Settings, StorageKind};
 use crate::snapshot_file::SnapshotStore;
 use crate::status::NodeStatus;
 use crate::storage_task::{BoxedLogStore, StorageTask};
@@ -261,13 +262,15 @@ impl<S: Application> NodeBuilder<S> {
     }
 }
 
-/// Opens the log store `settings.node.storage` names, under `data_dir/log`.
+/// Opens the log store `settings.node.storage` and `settings.node.log_store` name, under
+/// `data_dir/log`.
 pub fn open_log_store(settings: &Settings) -> Result<BoxedLogStore, StorageError> {
     let dir = settings.node.data_dir.join("log");
-    Ok(match settings.node.storage {
-        StorageKind::Redb => Box::new(RedbLogStore::open(&dir)?),
-        StorageKind::Sled => Box::new(SledLogStore::open(&dir)?),
-        StorageKind::Memory => Box::new(MemLogStore::new()),
+    Ok(match (settings.node.storage, settings.node.log_store) {
+        (StorageKind::Memory, _) => Box::new(MemLogStore::new()),
+        (_, LogStoreKind::Wal) => Box::new(WalLogStore::open(&dir)?),
+        (StorageKind::Redb, LogStoreKind::Adapter) => Box::new(RedbLogStore::open(&dir)?),
+        (StorageKind::Sled, LogStoreKind::Adapter) => Box::new(SledLogStore::open(&dir)?),
     })
 }
 

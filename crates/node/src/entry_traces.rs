@@ -12,8 +12,10 @@
 //! a follower registers an entry when an append carried its `traceparent` (a `replicate`
 //! span, child of the leader's `propose`). The storage thread opens a `storage_sync` span
 //! under each registered entry it writes and closes it after the sync; the apply thread does
-//! the same with `apply`. An entry leaves the registry once applied (leader) or durable
-//! (follower), or when the registry is full (oldest first).
+//! the same with `apply`. An entry leaves the registry once applied (a follower's
+//! `replicate` span ends when the entry is durable; the entry stays, marked durable, so that
+//! a retransmitted append does not trace it twice), or when the registry is full (oldest
+//! first).
 //!
 //! Only traced requests pay: [`EntryTraces::is_empty`] is one atomic load, and untraced
 //! proposals never enter the registry.
@@ -46,8 +48,10 @@ struct Traced {
     traceparent: Option<String>,
     /// Open from acceptance to commit, on the leader.
     commit: Option<tracing::Span>,
-    /// Registered by a follower from an append: leaves the registry once durable.
-    replicated: bool,
+    /// Registered by a follower from an append (the leader's `traceparent` it carried), and
+    /// whether the entry is durable here: then `span` has ended, and a retransmission of the
+    /// same entry is not traced again.
+    replicated: Option<(String, bool)>,
 }
 
 impl EntryTraces {
@@ -64,7 +68,7 @@ impl EntryTraces {
     pub(crate) fn proposed(&self, index: LogIndex, trace: EntryTrace) {
         let EntryTrace { span, traceparent } = trace;
         let commit = tracing::info_span!(target: TRACE_TARGET, parent: &span, "d_engine.commit", node_id = self.node.0, index = index.0);
-        self.insert(index, Traced { span, traceparent: Some(traceparent), commit: Some(commit), replicated: false });
+        self.insert(index, Traced { span, traceparent: Some(traceparent), commit: Some(commit), replicated: None });
     }
 
     /// Entries up to `last` are committed: their `commit` spans end.
@@ -86,6 +90,7 @@ impl EntryTraces {
         let node = self.node.0;
         self.lock()
             .range(first.log_id.index..=last.log_id.index)
+            .filter(|(_, traced)| !matches!(traced.replicated, Some((_, true))))
             .map(|(index, traced)| {
                 let parent = &traced.span;
                 match name {
@@ -97,17 +102,20 @@ impl EntryTraces {
     }
 
     /// Entries `first..=last` are durable here: a follower's `replicate` spans of them end.
+    /// The entries stay registered, as durable, until applied, so that a retransmitted
+    /// append does not trace them again.
     pub(crate) fn synced(&self, first: LogIndex, last: LogIndex) {
         if self.is_empty() {
             return;
         }
-        let mut held = self.lock();
-        let durable: Vec<LogIndex> =
-            held.range(first..=last).filter(|(_, traced)| traced.replicated).map(|(index, _)| *index).collect();
-        for index in durable {
-            held.remove(&index);
+        for traced in self.lock().range_mut(first..=last).map(|(_, traced)| traced) {
+            if let Some((_, durable)) = &mut traced.replicated
+                && !*durable
+            {
+                *durable = true;
+                traced.span = tracing::Span::none();
+            }
         }
-        self.held.store(held.len(), Ordering::Relaxed);
     }
 
     /// Entries up to `last` are applied: nothing more is traced for them.
@@ -156,12 +164,55 @@ impl EntryTracer for EntryTraces {
 
     fn incoming(&self, from: NodeId, traces: Vec<(LogIndex, String)>) {
         for (index, traceparent) in traces {
+            // A retransmission of an entry already traced here: its spans exist.
+            let seen = self
+                .lock()
+                .get(&index)
+                .is_some_and(|traced| traced.replicated.as_ref().is_some_and(|(leaders, _)| *leaders == traceparent));
+            if seen {
+                continue;
+            }
             let span = tracing::info_span!(target: TRACE_TARGET, parent: None, "d_engine.replicate", node_id = self.node.0, leader = from.0, index = index.0);
             if span.is_disabled() {
                 continue;
             }
             trace_context::set_remote_parent(&span, &traceparent);
-            self.insert(index, Traced { span, traceparent: None, commit: None, replicated: true });
+            let replicated = Some((traceparent, false));
+            self.insert(index, Traced { span, traceparent: None, commit: None, replicated });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use d_engine_core::{EntryPayload, LogId, Term};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry {
+        Entry { log_id: LogId { term: Term(1), index: LogIndex(index) }, payload: EntryPayload::Command("x".into()) }
+    }
+
+    const LEADERS: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_follower_traces_a_retransmitted_entry_once_and_stops_tracing_it_once_durable() {
+        // Any subscriber that records spans: the registry makes none without one.
+        let _subscriber = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
+        );
+        let traces = EntryTraces::new(NodeId(2));
+        traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
+        traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
+        assert_eq!(traces.spans_for(Stage::StorageSync, &[entry(5)]).len(), 1, "one replicate span, not two");
+
+        traces.synced(LogIndex(5), LogIndex(5));
+        assert!(traces.spans_for(Stage::StorageSync, &[entry(5)]).is_empty(), "durable: nothing more to trace");
+        traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
+        assert!(traces.spans_for(Stage::StorageSync, &[entry(5)]).is_empty(), "a late retransmission is not traced");
+
+        traces.applied(LogIndex(5));
+        assert!(traces.is_empty(), "applied entries leave the registry");
     }
 }

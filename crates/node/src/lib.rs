@@ -118,7 +118,7 @@ pub use handle::{Node, ReadConsistency};
 pub use logging::{LoggingError, init_logging, init_logging_to, init_telemetry};
 pub use messages::Applied;
 pub use server::to_status;
-pub use settings::{LogFormat, LogSettings, Settings, SettingsError, StorageKind, TracingSettings};
+pub use settings::{LogFormat, LogSettings, LogStoreKind, Settings, SettingsError, StorageKind, TracingSettings};
 pub use status::NodeStatus;
 pub use storage_task::BoxedLogStore;
 pub use telemetry::{TelemetryGuard, grpc_request_span};

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cluster, other_than};
-use d_engine::{ReadConsistency, RequestError, StorageKind};
+use d_engine::{LogStoreKind, ReadConsistency, RequestError, StorageKind};
 
 async fn write(cluster: &Cluster, leader: u64, key: &str, value: &str) -> u64 {
     let applied = cluster.node(leader).propose(format!("{key}={value}")).await.expect("the leader accepts the write");
@@ -97,7 +97,16 @@ async fn an_isolated_leader_steps_down_and_the_new_leaders_writes_survive_the_he
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_on_redb_keeps_every_acknowledged_write_across_a_full_restart() {
-    let mut cluster = Cluster::start(3, StorageKind::Redb).await;
+    every_acknowledged_write_survives_a_full_restart(LogStoreKind::Wal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_on_redb_with_the_redb_log_keeps_every_acknowledged_write_across_a_full_restart() {
+    every_acknowledged_write_survives_a_full_restart(LogStoreKind::Adapter).await;
+}
+
+async fn every_acknowledged_write_survives_a_full_restart(log_store: LogStoreKind) {
+    let mut cluster = Cluster::start_configured(3, StorageKind::Redb, None, log_store).await;
     let leader = cluster.leader().await;
     let mut last = 0;
     for i in 0..20 {

@@ -18,7 +18,14 @@ async fn start_with_metrics() -> (Cluster, Vec<SocketAddr>) {
     // Free ports for the endpoints: released here, taken again by the nodes just below.
     let metrics_addrs: Vec<SocketAddr> = listeners(3).iter().map(|l| l.local_addr().unwrap()).collect();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut cluster = Cluster { nodes: Vec::new(), ports, storage: StorageKind::Memory, dir, snapshot_every: None };
+    let mut cluster = Cluster {
+        nodes: Vec::new(),
+        ports,
+        storage: StorageKind::Memory,
+        dir,
+        snapshot_every: None,
+        log_store: Default::default(),
+    };
     for (i, listener) in peer_listeners.into_iter().enumerate() {
         let mut settings = cluster.builder_settings(i as u64 + 1);
         settings.metrics.listen_addr = Some(metrics_addrs[i].to_string());

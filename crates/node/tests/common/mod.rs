@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use d_engine::core::storage::{Snapshot, StateMachine, StorageError};
 use d_engine::core::{Entry, EntryPayload, LogId, NodeId};
-use d_engine::{Application, Node, NodeBuilder, Settings, StorageKind};
+use d_engine::{Application, LogStoreKind, Node, NodeBuilder, Settings, StorageKind};
 
 /// A map of registers: `key=value` sets, the output is the previous value.
 #[derive(Default)]
@@ -117,6 +117,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// Snapshot every this many applied entries, keeping 5 behind (unset: the defaults).
     pub snapshot_every: Option<u64>,
+    /// The log engine of durable nodes.
+    pub log_store: LogStoreKind,
 }
 
 impl Cluster {
@@ -125,10 +127,19 @@ impl Cluster {
     }
 
     pub async fn start_with(n: usize, storage: StorageKind, snapshot_every: Option<u64>) -> Cluster {
+        Cluster::start_configured(n, storage, snapshot_every, LogStoreKind::default()).await
+    }
+
+    pub async fn start_configured(
+        n: usize,
+        storage: StorageKind,
+        snapshot_every: Option<u64>,
+        log_store: LogStoreKind,
+    ) -> Cluster {
         let listeners = listeners(n);
         let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut cluster = Cluster { nodes: Vec::new(), ports, storage, dir, snapshot_every };
+        let mut cluster = Cluster { nodes: Vec::new(), ports, storage, dir, snapshot_every, log_store };
         for (i, listener) in listeners.into_iter().enumerate() {
             let node = cluster.build(i as u64 + 1).listener(listener).start().await.expect("the node starts");
             cluster.nodes.push(Some(node));
@@ -138,6 +149,7 @@ impl Cluster {
 
     pub fn builder_settings(&self, id: u64) -> Settings {
         let mut settings = settings(id, &self.ports, self.storage, self.dir.path(), "test-cluster");
+        settings.node.log_store = self.log_store;
         if let Some(every) = self.snapshot_every {
             settings.raft.snapshot_every_applied_entries = Some(every);
             settings.raft.snapshot_keep_entries = 5;
