@@ -184,7 +184,8 @@ impl<S: Application> NodeBuilder<S> {
         let span = tracing::info_span!("node", id = id.0);
         let storage_thread = StorageTask {
             log,
-            snapshots,
+            snapshots: Some(snapshots),
+            saving: None,
             commands: storage_rx,
             completions: completions_tx.clone(),
             apply: apply_tx.clone(),

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use d_engine_core::storage::{LogStore, StorageError};
-use d_engine_core::{LogIndex, PersistRequest, WriteId};
+use d_engine_core::storage::{LogStore, Snapshot, StorageError};
+use d_engine_core::{LogId, LogIndex, PersistRequest, WriteId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::entry_traces::{EntryTraces, Stage};
@@ -30,12 +30,24 @@ pub type BoxedLogStore = Box<dyn LogStore + Send>;
 
 pub(crate) struct StorageTask {
     pub(crate) log: BoxedLogStore,
-    pub(crate) snapshots: SnapshotStore,
+    /// `None` while a built snapshot is being saved (the saving thread has it).
+    pub(crate) snapshots: Option<SnapshotStore>,
+    pub(crate) saving: Option<SnapshotSave>,
     pub(crate) commands: UnboundedReceiver<StorageCommand>,
     pub(crate) completions: UnboundedSender<Completion>,
     pub(crate) apply: UnboundedSender<SequencedApply>,
     pub(crate) metrics: NodeMetrics,
     pub(crate) traces: Arc<EntryTraces>,
+}
+
+/// A built snapshot being written on a thread of its own, so that log syncs do not wait
+/// behind tens of megabytes and their fsync; the purge of the log it covers waits for it.
+pub(crate) struct SnapshotSave {
+    thread: JoinHandle<(SnapshotStore, Result<(), StorageError>)>,
+    started: Instant,
+    bytes: usize,
+    /// The purge that arrived meanwhile (the highest), carried out once the save is durable.
+    purge: Option<LogId>,
 }
 
 impl StorageTask {
@@ -60,7 +72,8 @@ impl StorageTask {
                     Err(_) => break,
                 }
             }
-            match self.carry_out(&mut group) {
+            let carried = self.finish_save(false).and_then(|()| self.carry_out(&mut group));
+            match carried {
                 Ok(Continue::Yes) => {}
                 Ok(Continue::No) => break,
                 Err(error) => {
@@ -71,6 +84,9 @@ impl StorageTask {
             }
         }
         span.enter_current();
+        if let Err(error) = self.finish_save(true) {
+            tracing::error!(%error, "saving the snapshot failed");
+        }
         match self.log.sync() {
             Ok(()) => tracing::info!(last_log_id = ?self.log.last_log_id().ok(), "log synced and closed"),
             Err(error) => tracing::error!(%error, "final sync failed"),
@@ -97,7 +113,21 @@ impl StorageTask {
                             written = Some((from, last.log_id.index));
                         }
                     }
-                    write_to(&mut *self.log, &write)?;
+                    // While a snapshot is being saved, the purge of the log it covers waits.
+                    let purge = match (&mut self.saving, write.purge_upto) {
+                        (Some(save), Some(upto)) => {
+                            save.purge =
+                                Some(save.purge.map_or(
+                                    upto,
+                                    |held: LogId| {
+                                        if upto.index > held.index { upto } else { held }
+                                    },
+                                ));
+                            false
+                        }
+                        _ => true,
+                    };
+                    write_to(&mut *self.log, &write, purge)?;
                     last_write = Some(write.id);
                     writes += 1;
                 }
@@ -115,14 +145,14 @@ impl StorageTask {
                     };
                     self.report(Completion::EntriesLoaded { peer, term, entries });
                 }
-                StorageCommand::SaveBuiltSnapshot(snapshot) => self.snapshots.save(snapshot)?,
+                StorageCommand::SaveBuiltSnapshot(snapshot) => self.start_save(snapshot)?,
                 StorageCommand::SaveInstalledSnapshot(snapshot) => {
                     let meta = snapshot.meta.clone();
-                    self.snapshots.save(snapshot)?;
+                    self.snapshot_store()?.save(snapshot)?;
                     self.report(Completion::SnapshotInstalled(meta));
                 }
                 StorageCommand::LoadSnapshot { peer, term } => {
-                    let snapshot = self.snapshots.latest().cloned().ok_or_else(|| {
+                    let snapshot = self.snapshot_store()?.latest().cloned().ok_or_else(|| {
                         StorageError::Misuse("the core asked for a snapshot before one was saved".into())
                     })?;
                     self.metrics.snapshot_sent(snapshot.data.len());
@@ -146,6 +176,50 @@ impl StorageTask {
         Ok(if stop { Continue::No } else { Continue::Yes })
     }
 
+    /// Starts writing a built snapshot on a thread of its own (after any earlier save).
+    fn start_save(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        self.finish_save(true)?;
+        let mut store = self.snapshots.take().expect("no save in progress: the store is here");
+        let bytes = snapshot.data.len();
+        let thread = std::thread::Builder::new()
+            .name("d-engine-snapshot-save".into())
+            .spawn(move || {
+                let saved = store.save(snapshot);
+                (store, saved)
+            })
+            .map_err(|error| StorageError::Io {
+                operation: "start the snapshot-saving thread",
+                source: Box::new(error),
+            })?;
+        self.saving = Some(SnapshotSave { thread, started: Instant::now(), bytes, purge: None });
+        Ok(())
+    }
+
+    /// Takes back the snapshot store from a finished save (waiting for it when `wait`), and
+    /// carries out the purge that waited for it (durable at the next sync). A failed save
+    /// fails the storage thread like any storage error.
+    fn finish_save(&mut self, wait: bool) -> Result<(), StorageError> {
+        let Some(save) = self.saving.take_if(|save| wait || save.thread.is_finished()) else { return Ok(()) };
+        let (store, saved) = save.thread.join().map_err(|_| StorageError::Io {
+            operation: "save a snapshot",
+            source: "the snapshot-saving thread panicked".into(),
+        })?;
+        self.snapshots = Some(store);
+        saved?;
+        let elapsed_ms = save.started.elapsed().as_millis() as u64;
+        tracing::info!(bytes = save.bytes, elapsed_ms, "snapshot saved");
+        if let Some(upto) = save.purge {
+            self.log.purge_prefix(upto)?;
+        }
+        Ok(())
+    }
+
+    /// The snapshot store, once any save in progress is done.
+    fn snapshot_store(&mut self) -> Result<&mut SnapshotStore, StorageError> {
+        self.finish_save(true)?;
+        Ok(self.snapshots.as_mut().expect("no save in progress: the store is here"))
+    }
+
     /// Refreshes the log's size gauges (reads the store's size: the event loop asks about
     /// once a second).
     fn publish_log_size(&mut self) -> Result<(), StorageError> {
@@ -165,8 +239,9 @@ enum Continue {
 }
 
 /// Carries out one write of the core, in the order its fields document: hard state,
-/// truncation, append, purge. Durable at the next sync.
-fn write_to(log: &mut (dyn LogStore + Send), write: &PersistRequest) -> Result<(), StorageError> {
+/// truncation, append, purge (unless `purge` is false: a snapshot save holds it back).
+/// Durable at the next sync.
+fn write_to(log: &mut (dyn LogStore + Send), write: &PersistRequest, purge: bool) -> Result<(), StorageError> {
     if let Some(hard_state) = &write.hard_state {
         log.save_hard_state(hard_state)?;
     }
@@ -175,7 +250,7 @@ fn write_to(log: &mut (dyn LogStore + Send), write: &PersistRequest) -> Result<(
         log.truncate_suffix(from)?;
     }
     log.append(&write.entries)?;
-    if let Some(upto) = write.purge_upto {
+    if let Some(upto) = write.purge_upto.filter(|_| purge) {
         log.purge_prefix(upto)?;
     }
     Ok(())
