@@ -30,6 +30,8 @@ pub(crate) struct ApplyTask<S> {
     pub(crate) applied: watch::Sender<LogIndex>,
     pub(crate) metrics: NodeMetrics,
     pub(crate) traces: Arc<EntryTraces>,
+    /// The thread running the state machine's snapshot job, while it runs.
+    pub(crate) building: Option<JoinHandle<()>>,
 }
 
 impl<S: Application> ApplyTask<S> {
@@ -64,6 +66,8 @@ impl<S: Application> ApplyTask<S> {
             }
         }
         span.enter_current();
+        // The job holds a view of the store: it ends before the store may close.
+        self.wait_for_build();
         let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         match state_machine.flush() {
             Ok(()) => tracing::info!(applied = %*self.applied.borrow(), "state machine flushed and stopped"),
@@ -105,16 +109,46 @@ impl<S: Application> ApplyTask<S> {
         }
     }
 
+    /// Takes the state machine's snapshot job under the write lock (applies wait only for
+    /// that), and runs it on a thread of its own that reports `SnapshotBuilt` (or the failure)
+    /// to the event loop; applying goes on meanwhile. The core asks for one build at a time.
     fn build_snapshot(&mut self) -> Result<(), NodeError> {
+        self.wait_for_build();
         let started = std::time::Instant::now();
         let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (last_included, data) = state_machine.build_snapshot()?;
+        let job = state_machine.snapshot_job()?;
         drop(state_machine);
-        // Applies wait meanwhile: how long is worth seeing.
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(%last_included, bytes = data.len(), elapsed_ms, "state machine snapshot built");
-        let _ = self.completions.send(Completion::SnapshotBuilt { last_included, data });
+        let paused_ms = started.elapsed().as_millis() as u64;
+        let completions = self.completions.clone();
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new().name("d-engine-snapshot-build".into()).spawn(move || {
+            let _entered = span.enter();
+            let completion = match job() {
+                Ok((last_included, data)) => {
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    let bytes = data.len();
+                    tracing::info!(%last_included, bytes, paused_ms, elapsed_ms, "state machine snapshot built");
+                    Completion::SnapshotBuilt { last_included, data }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "building the snapshot failed; the node stops");
+                    Completion::Failed(NodeError::Storage(error))
+                }
+            };
+            let _ = completions.send(completion);
+        });
+        match thread {
+            Ok(thread) => self.building = Some(thread),
+            Err(error) => return Err(NodeError::Task(format!("cannot start the snapshot-building thread: {error}"))),
+        }
         Ok(())
+    }
+
+    /// Waits until a snapshot job in progress has finished.
+    fn wait_for_build(&mut self) {
+        if let Some(thread) = self.building.take() {
+            let _ = thread.join();
+        }
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {

@@ -203,6 +203,7 @@ impl<S: Application> NodeBuilder<S> {
             applied: applied_tx,
             metrics: node_metrics.clone(),
             traces: traces.clone(),
+            building: None,
         }
         .spawn(id.0, term.clone())
         .map_err(spawn_error)?;

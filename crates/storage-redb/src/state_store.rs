@@ -38,7 +38,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use d_engine_core::LogId;
-use d_engine_core::storage::{StateStore, StateWrite, StorageError, codec, decode_export, encode_export, rules};
+use d_engine_core::storage::{
+    ExportJob, StateStore, StateWrite, StorageError, codec, decode_export, encode_export, rules,
+};
 use d_engine_storage_fs::FailClosed;
 use d_engine_storage_fs::error::corrupt;
 use d_engine_storage_fs::format::StoreKind;
@@ -328,6 +330,30 @@ impl StateStore for RedbStateStore {
         Ok(encode_export(self.applied, &pairs))
     }
 
+    /// Writes the overlay out (`Durability::None`: still durable only at the next `sync`)
+    /// and returns a job that exports from a read transaction begun now: a consistent view
+    /// that later writes do not change, read on whatever thread runs the job.
+    fn export_job(&mut self) -> Result<ExportJob, StorageError> {
+        self.usable()?;
+        if !self.overlay.writes.is_empty() {
+            self.commit_overlay_then(&[], self.applied, Durability::None)?;
+        }
+        let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
+        let (path, applied) = (self.path.clone(), self.applied);
+        Ok(Box::new(move || {
+            let table = txn.open_table(PAIRS).map_err(|error| error::database(&path, "open pairs table", error))?;
+            let pairs = table
+                .iter()
+                .and_then(|items| {
+                    items
+                        .map(|item| item.map(|(key, value)| pair(key.value(), value.value())))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|error| error::database(&path, "export", error))?;
+            Ok(encode_export(applied, &pairs))
+        }))
+    }
+
     fn import(&mut self, data: &[u8]) -> Result<(), StorageError> {
         self.usable()?;
         // Decode fully first: malformed data must change nothing.
@@ -419,6 +445,22 @@ mod tests {
         assert_eq!(store.get(b"b").unwrap(), None, "deleted in the overlay, still in the file");
         assert_eq!(store.get(b"c").unwrap(), Some(Bytes::from_static(b"30")));
         assert_eq!(store.get(b"e").unwrap(), Some(Bytes::from_static(b"5")), "only in the file");
+    }
+
+    #[test]
+    fn an_export_job_sees_the_state_when_it_was_taken_whatever_is_written_before_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_overlay(dir.path());
+        let expected = store.export().unwrap();
+        let job = store.export_job().unwrap();
+        store.write_batch_deferred(&[put(b"late", b"x"), delete(b"a")], LogId::new(1, 4)).unwrap();
+        store.write_batch(&[put(b"later", b"y")], LogId::new(1, 5)).unwrap();
+        let exported = std::thread::spawn(job).join().unwrap().unwrap();
+        assert_eq!(exported, expected, "the job's view is the state at LogId 1/3");
+        assert_eq!(store.get(b"late").unwrap(), Some(Bytes::from_static(b"x")), "the store went on");
+        drop(store);
+        let reopened = RedbStateStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.applied().unwrap(), LogId::new(1, 5), "the durable batch made everything before durable");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use d_engine_core::storage::{Snapshot, StateMachine, StateStore, StateWrite, StorageError};
+use d_engine_core::storage::{Snapshot, SnapshotJob, StateMachine, StateStore, StateWrite, StorageError};
 use d_engine_core::{Entry, EntryPayload, LogId};
 use prost::Message;
 
@@ -181,6 +181,13 @@ impl<S: StateStore> StateMachine for KvStateMachine<S> {
 
     fn build_snapshot(&mut self) -> Result<(LogId, Bytes), StorageError> {
         Ok((self.applied, self.store.export()?))
+    }
+
+    /// The store's export job (on redb: a read transaction of the state as of now).
+    fn snapshot_job(&mut self) -> Result<SnapshotJob, StorageError> {
+        let applied = self.applied;
+        let export = self.store.export_job()?;
+        Ok(Box::new(move || Ok((applied, export()?))))
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {

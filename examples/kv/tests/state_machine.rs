@@ -377,6 +377,21 @@ fn without_a_flush_a_reopen_is_back_at_the_last_sync_for_the_log_to_re_apply() {
 }
 
 #[test]
+fn a_snapshot_job_on_redb_builds_the_state_it_was_taken_at_while_applying_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = Harness::over(d_engine_redb::RedbStateStore::open(dir.path()).unwrap());
+    harness.put("a", "1");
+    harness.put("b", "2");
+    let expected = harness.state_machine.build_snapshot().unwrap();
+    let job = harness.state_machine.snapshot_job().unwrap();
+    harness.put("a", "3");
+    harness.delete("b", "");
+    let built = std::thread::spawn(job).join().unwrap().unwrap();
+    assert_eq!(built, expected, "the job's snapshot is the state at index 2, not the later writes");
+    assert_eq!(harness.revision(), 4, "applying went on");
+}
+
+#[test]
 fn a_snapshot_from_memory_installs_into_redb_with_the_same_state() {
     let mut source = Harness::new();
     for (key, value) in [("a", "1"), ("b", "2"), ("c", "3"), ("b", "4")] {

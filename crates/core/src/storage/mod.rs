@@ -17,5 +17,5 @@ mod state_store;
 
 pub use error::StorageError;
 pub use log_store::{LogStore, RecoveredLog};
-pub use state_machine::{Snapshot, SnapshotMeta, StateMachine};
-pub use state_store::{StateStore, StateWrite, decode_export, encode_export};
+pub use state_machine::{Snapshot, SnapshotJob, SnapshotMeta, StateMachine};
+pub use state_store::{ExportJob, StateStore, StateWrite, decode_export, encode_export};

@@ -22,6 +22,10 @@ pub struct Snapshot {
     pub data: Bytes,
 }
 
+/// A snapshot build to run later, possibly on another thread (see
+/// [`StateMachine::snapshot_job`]): the last included id and the state's encoding.
+pub type SnapshotJob = Box<dyn FnOnce() -> Result<(LogId, Bytes), StorageError> + Send>;
+
 /// The user's deterministic state machine.
 ///
 /// The runtime calls `apply` with committed entries only, in log order, each
@@ -47,6 +51,16 @@ pub trait StateMachine {
     /// encoding. The state machine stays usable. The runtime pairs it with the membership
     /// in force at that id to form a [`Snapshot`].
     fn build_snapshot(&mut self) -> Result<(LogId, Bytes), StorageError>;
+
+    /// A job that returns [`build_snapshot`](Self::build_snapshot)'s result as of this call,
+    /// and that the runtime runs on another thread while it goes on applying entries. The
+    /// default builds the snapshot here and now (the job only hands it over); a state machine
+    /// over a store with consistent read views defers the work to the job
+    /// ([`StateStore::export_job`](super::StateStore::export_job)).
+    fn snapshot_job(&mut self) -> Result<SnapshotJob, StorageError> {
+        let built = self.build_snapshot()?;
+        Ok(Box::new(move || Ok(built)))
+    }
 
     /// Replaces the whole state with `snapshot`; afterwards `last_applied()` returns
     /// `snapshot.meta.last_included`. Installing a snapshot older than `last_applied()`

@@ -62,6 +62,15 @@ pub trait StateStore {
     /// Every pair and the applied id in the portable format of [`encode_export`], for a snapshot.
     fn export(&self) -> Result<Bytes, StorageError>;
 
+    /// A job that returns [`export`](Self::export) as of this call, and may run on another
+    /// thread while the store keeps taking writes (so that building a snapshot does not stop
+    /// applying). The default exports here and now and the job only hands the bytes over; a
+    /// store with consistent read views (redb's transactions) returns a job that reads one.
+    fn export_job(&mut self) -> Result<ExportJob, StorageError> {
+        let data = self.export()?;
+        Ok(Box::new(move || Ok(data)))
+    }
+
     /// Replaces the whole content with an `export` of any adapter's store (decode it with
     /// [`decode_export`]), atomically and durably. Malformed data gives `Corrupt` and leaves
     /// the current content intact.
@@ -99,10 +108,17 @@ impl<T: StateStore + ?Sized> StateStore for Box<T> {
         (**self).export()
     }
 
+    fn export_job(&mut self) -> Result<ExportJob, StorageError> {
+        (**self).export_job()
+    }
+
     fn import(&mut self, data: &[u8]) -> Result<(), StorageError> {
         (**self).import(data)
     }
 }
+
+/// An export to run later, possibly on another thread (see [`StateStore::export_job`]).
+pub type ExportJob = Box<dyn FnOnce() -> Result<Bytes, StorageError> + Send>;
 
 const EXPORT_MAGIC: &[u8; 8] = b"DENGST01";
 
