@@ -3,7 +3,7 @@
 //!
 //! It builds the release binaries once (`d-engine-kv`, the server, and
 //! `d-engine-kv-bench`, the load generator that speaks etcd's v3 KV API), starts a
-//! 3-process d-engine-kv cluster (redb, every write synced; data under
+//! 3-process d-engine-kv cluster (default storage: state on redb, log in d-engine-wal; every write synced; data under
 //! `<target>/bench/d-engine/nodeN`) and, with `--vs-etcd`, a 3-member etcd cluster
 //! (defaults; data under `<target>/bench/etcd/nodeN`), then runs each workload against
 //! each system, alternating which goes first. It prints a table per workload, the peak
@@ -537,7 +537,8 @@ fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, e
     }
     let _ = writeln!(
         text,
-        "- setup: 3 server processes per system on 127.0.0.1, d-engine-kv on redb (every write synced), \
+        "- setup: 3 server processes per system on 127.0.0.1, d-engine-kv with its default storage (state \
+         machine on redb, log in d-engine-wal segments; every write synced), \
          etcd with its defaults; one load generator process (`d-engine-kv-bench`), writes and reads \
          to the leader; {elapsed_seconds:.0} s in all"
     );

@@ -86,7 +86,7 @@ fn signal_pid(signal: &str, pid: u32) {
 /// Which server a cluster runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum System {
-    /// d-engine-kv (redb, every write synced).
+    /// d-engine-kv (default storage: state on redb, log in d-engine-wal; every write synced).
     DEngine,
     /// etcd (its defaults, every write fsynced).
     Etcd,
