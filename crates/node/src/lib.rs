@@ -16,6 +16,11 @@
 //! - with `[metrics] listen_addr` set, a **`/metrics` endpoint** serving Prometheus metrics
 //!   (`d_engine_*`, labelled by `node_id`; see the `metrics` module and docs/operations.md).
 //!
+//! Logs and traces: [`init_telemetry`] installs the process's `tracing` subscriber from
+//! `[log]` and `[tracing]`; with the `otel` cargo feature and `tracing.otlp_endpoint` set,
+//! spans go to an OpenTelemetry collector, one trace per sampled request across every node
+//! it touches ([`telemetry`]).
+//!
 //! Serializable reads take the state machine's read lock directly; linearizable reads ask
 //! the core for a ReadIndex, then wait until the state machine has applied that far.
 //!
