@@ -12,7 +12,7 @@
 //! `metrics_port + N - 1` (9181, 9182, ...). With `--otlp-endpoint`, every node exports its
 //! trace spans to that OpenTelemetry collector.
 
-use crate::bench::servers::log_tail;
+use crate::bench::servers::{log_tail, signal_pid};
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -266,27 +266,10 @@ fn spawn_node(binary: &Path, node: &NodePlan) -> Result<Child, String> {
 
 /// Ctrl-C or SIGTERM, as a message on a channel.
 fn signal_channel() -> Result<mpsc::Receiver<()>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|error| format!("cannot start the signal handler: {error}"))?;
     let (sender, receiver) = mpsc::channel();
-    // Registered before the thread starts, so that no signal in between is lost.
-    let mut terminate = runtime
-        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
-        .map_err(|error| format!("cannot handle SIGTERM: {error}"))?;
-    let mut interrupt = runtime
-        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) })
-        .map_err(|error| format!("cannot handle SIGINT: {error}"))?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        });
+    crate::signals::on_interrupt(move || {
         let _ = sender.send(());
-    });
+    })?;
     Ok(receiver)
 }
 
@@ -358,7 +341,7 @@ impl Cluster {
     fn stop(&mut self) {
         for (_, child) in &mut self.children {
             if matches!(child.try_wait(), Ok(None)) {
-                let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+                signal_pid("TERM", child.id());
             }
         }
         let deadline = Instant::now() + STOP_TIMEOUT;

@@ -12,6 +12,7 @@
 
 mod bench;
 mod cluster;
+mod signals;
 mod sim;
 
 use clap::{Parser, Subcommand};

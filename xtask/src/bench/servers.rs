@@ -36,24 +36,7 @@ pub fn forget(pid: u32) {
 /// to those still alive after `STOP_TIMEOUT`, then exit with status 130. Runs on a thread
 /// of its own; call once, early.
 pub fn stop_on_signal() -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|error| format!("cannot start the signal handler: {error}"))?;
-    // Registered before the thread starts, so that no signal in between is lost.
-    let (mut interrupt, mut terminate) = runtime
-        .block_on(async {
-            Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
-        })
-        .map_err(|error| format!("cannot handle SIGINT and SIGTERM: {error}"))?;
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-        });
+    crate::signals::on_interrupt(|| {
         eprintln!("\ninterrupted: stopping the servers ...");
         let pids = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         for pid in &pids {
@@ -69,12 +52,11 @@ pub fn stop_on_signal() -> Result<(), String> {
             signal_pid("KILL", *pid);
         }
         std::process::exit(130);
-    });
-    Ok(())
+    })
 }
 
 /// `kill -<signal> <pid>`, quietly.
-fn signal_pid(signal: &str, pid: u32) {
+pub(crate) fn signal_pid(signal: &str, pid: u32) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
