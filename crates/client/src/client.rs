@@ -346,8 +346,8 @@ impl Client {
 /// when it is traced) in its metadata, so that the node's spans join the caller's trace.
 fn traced<T>(message: T, traceparent: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    if let Some(value) = traceparent.and_then(|value| value.parse().ok()) {
-        request.metadata_mut().insert(trace_context::TRACEPARENT, value);
+    if let Some(traceparent) = traceparent {
+        trace_context::insert(request.metadata_mut(), traceparent);
     }
     request
 }

@@ -62,9 +62,15 @@ pub fn traceparent_header(headers: &tonic::codegen::http::HeaderMap) -> Option<&
 /// Adds the current span's `traceparent` to an outgoing request's metadata (nothing when
 /// the span is not traced).
 pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
-    if let Some(value) = traceparent(&tracing::Span::current())
-        && let Ok(value) = value.parse()
-    {
+    if let Some(value) = traceparent(&tracing::Span::current()) {
+        insert(metadata, &value);
+    }
+}
+
+/// Puts `traceparent` into an outgoing request's metadata (a value that is not valid
+/// header text is left out: it cannot be a W3C trace context).
+pub fn insert(metadata: &mut tonic::metadata::MetadataMap, traceparent: &str) {
+    if let Ok(value) = traceparent.parse() {
         metadata.insert(TRACEPARENT, value);
     }
 }

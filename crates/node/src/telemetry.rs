@@ -29,7 +29,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use d_engine_grpc::trace_context;
-pub use d_engine_grpc::trace_context::{TRACE_TARGET, TRACEPARENT, inject_current};
+pub use d_engine_grpc::trace_context::{TRACE_TARGET, inject_current};
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;

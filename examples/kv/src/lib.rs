@@ -44,6 +44,7 @@ mod application;
 mod commands;
 mod error;
 mod node_replica;
+pub mod otlp_sink;
 pub mod proto;
 mod replica;
 mod service;

@@ -5,6 +5,7 @@ mod processes;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use d_engine_kv::otlp_sink::{OtlpSink, ReceivedSpan};
 use d_engine_kv::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use d_engine_kv::proto::etcdserverpb::request_op::Request as Op;
 use d_engine_kv::proto::etcdserverpb::response_op::Response as OpResponse;
@@ -283,7 +284,10 @@ async fn etcdctl_drives_the_three_process_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traced_put_through_a_follower_reaches_the_collector_as_one_trace_from_all_three_processes() {
-    let (collector, url) = processes::otlp::Collector::start().await;
+    let collector = OtlpSink::keeping();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the collector");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(collector.clone().serve(listener));
     let mut cluster = ProcessCluster::configure(3, "redb");
     cluster.append_settings(|id| format!("\n[tracing]\notlp_endpoint = \"{url}\"\nservice_name = \"kv-node-{id}\"\n"));
     for id in 1..=3 {
@@ -311,11 +315,11 @@ async fn a_traced_put_through_a_follower_reaches_the_collector_as_one_trace_from
         if count("d_engine.replicate") == 2 && count("d_engine.storage_sync") == 3 && count("d_engine.apply") == 1 {
             break spans;
         }
-        let summary: Vec<String> = spans.iter().map(processes::otlp::ExportedSpan::summary).collect();
+        let summary: Vec<String> = spans.iter().map(ReceivedSpan::summary).collect();
         assert!(Instant::now() < deadline, "the trace never completed; spans of it so far: {summary:#?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let summary: Vec<String> = spans.iter().map(processes::otlp::ExportedSpan::summary).collect();
+    let summary: Vec<String> = spans.iter().map(ReceivedSpan::summary).collect();
     let one = |name: &str, node: u64| {
         let found: Vec<_> = spans.iter().filter(|s| s.name == name && s.node_id == Some(node as i64)).collect();
         assert_eq!(found.len(), 1, "one {name} on node {node}: {summary:#?}");

@@ -11,14 +11,10 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use tonic::{Request, Response, Status};
+use d_engine_kv::otlp_sink::OtlpSink;
 
 /// A stand-in OpenTelemetry collector that counts the spans it is sent.
 #[derive(Debug, Parser)]
@@ -27,25 +23,6 @@ struct Cli {
     /// Where to accept OTLP/gRPC exports, ip:port (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:4317")]
     listen: SocketAddr,
-}
-
-#[derive(Clone, Default)]
-struct Sink {
-    spans: Arc<AtomicU64>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Sink {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let request = request.into_inner();
-        let spans =
-            request.resource_spans.iter().flat_map(|resource| &resource.scope_spans).map(|scope| scope.spans.len());
-        self.spans.fetch_add(spans.sum::<usize>() as u64, Ordering::Relaxed);
-        Ok(Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
 }
 
 fn main() -> ExitCode {
@@ -71,18 +48,14 @@ async fn serve(listen: SocketAddr) -> Result<(), String> {
         tokio::net::TcpListener::bind(listen).await.map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let address = listener.local_addr().map_err(|error| error.to_string())?;
     println!("listening on {address}");
-    let sink = Sink::default();
-    let spans = sink.spans.clone();
+    let sink = OtlpSink::counting();
+    let counted = sink.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         loop {
             every.tick().await;
-            println!("spans {}", spans.load(Ordering::Relaxed));
+            println!("spans {}", counted.received());
         }
     });
-    tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(sink))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-        .await
-        .map_err(|error| error.to_string())
+    sink.serve(listener).await.map_err(|error| error.to_string())
 }

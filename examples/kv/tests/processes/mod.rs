@@ -5,8 +5,6 @@
 
 #![allow(dead_code)]
 
-pub mod otlp;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
