@@ -1,5 +1,6 @@
 //! Quickstart: a 3-node d-engine cluster in one process, over real gRPC on 127.0.0.1, with
-//! redb storage in a temporary directory, running the replicated KV store of `d-engine-kv`.
+//! durable storage in a temporary directory (the defaults: the log in d-engine-wal segments,
+//! the state on redb), running the replicated KV store of `d-engine-kv`.
 //!
 //! It elects a leader, writes 100 keys through it, reads one back linearizably, stops the
 //! leader, waits for a new one, checks that every acknowledged write survived, writes a few
@@ -73,7 +74,7 @@ async fn run() -> Result<(), Error> {
         nodes.push(Some(start(settings.clone(), Some(listener)).await?));
     }
     let list: Vec<String> = addresses.iter().map(SocketAddr::to_string).collect();
-    println!("started {NODES} nodes on {} (redb under {})", list.join(", "), data.path().display());
+    println!("started {NODES} nodes on {} (data under {})", list.join(", "), data.path().display());
 
     let mut leader = wait_for_leader(&nodes).await?;
     println!("leader: node {} (term {})", leader.id().0, leader.status().term.0);
@@ -139,7 +140,7 @@ async fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// Node `id`'s settings: redb under `<data>/node<id>`, every node's address in the member
+/// Node `id`'s settings: durable storage under `<data>/node<id>`, every node's address in the member
 /// list, metrics served on `metrics`, quiet logs, and traces to `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// when it is set.
 fn node_settings(id: u64, addresses: &[SocketAddr], metrics: SocketAddr, data: &Path) -> Result<Settings, Error> {
