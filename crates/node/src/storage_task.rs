@@ -116,13 +116,8 @@ impl StorageTask {
                     // While a snapshot is being saved, the purge of the log it covers waits.
                     let purge = match (&mut self.saving, write.purge_upto) {
                         (Some(save), Some(upto)) => {
-                            save.purge =
-                                Some(save.purge.map_or(
-                                    upto,
-                                    |held: LogId| {
-                                        if upto.index > held.index { upto } else { held }
-                                    },
-                                ));
+                            // The furthest purge asked for meanwhile.
+                            save.purge = Some(save.purge.filter(|held| held.index >= upto.index).unwrap_or(upto));
                             false
                         }
                         _ => true,
