@@ -31,7 +31,7 @@ use d_engine_core::{Entry, EntryPayload, LogId};
 use d_engine_memory::{MemLogStore, MemStateStore};
 use d_engine_redb::{RedbLogStore, RedbStateStore};
 use d_engine_sled::{SledLogStore, SledStateStore};
-use d_engine_wal::WalLogStore;
+use d_engine_wal::{WalLogStore, WalOptions};
 
 const PAYLOAD_BYTES: usize = 256;
 const BATCHES: [usize; 3] = [1, 16, 256];
@@ -217,10 +217,11 @@ impl RawWriter {
 
 /// d-engine-wal's `WalLogStore` against `RedbLogStore`, append + sync of 1 and of 64
 /// entries of 256 bytes, next to the same bytes written over a preallocated file
-/// (`raw`): the wall time per sync (`raw`, `wal`, `redb`), and the calling thread's CPU
-/// time per sync (`*_cpu`: the kernel's share of `write` and `fdatasync` in all three;
+/// (`raw`): the wall time per sync (`raw`, `wal`, `wal_buffered`, `redb`), and the calling
+/// thread's CPU time per sync (`*_cpu`: the kernel's share of the writes and syncs;
 /// encoding, checksums, copy-on-write pages and allocation in the stores; not the time
-/// asleep waiting for the disk).
+/// asleep waiting for the disk). `wal` writes directly (`O_DIRECT | O_DSYNC`, its default),
+/// `wal_buffered` through the page cache with `fdatasync`, like `raw`.
 fn wal_vs_redb(c: &mut Criterion) {
     let mut group = c.benchmark_group("wal_vs_redb");
     for batch in WAL_BATCHES {
@@ -237,15 +238,29 @@ fn wal_vs_redb(c: &mut Criterion) {
         });
         let wal_dir = tempfile::tempdir().expect("tempdir");
         let mut wal = Writer::new(WalLogStore::open(wal_dir.path()).expect("open wal"));
+        let buffered_dir = tempfile::tempdir().expect("tempdir");
+        let buffered_options = WalOptions { direct_io: false, ..WalOptions::default() };
+        let mut wal_buffered =
+            Writer::new(WalLogStore::open_with(buffered_dir.path(), buffered_options).expect("open wal"));
         let redb_dir = tempfile::tempdir().expect("tempdir");
         let mut redb = Writer::new(RedbLogStore::open(redb_dir.path()).expect("open redb"));
 
         group.bench_function(BenchmarkId::new("wal", batch), |b| b.iter(|| wal.append_and_sync(batch)));
+        group.bench_function(BenchmarkId::new("wal_buffered", batch), |b| {
+            b.iter(|| wal_buffered.append_and_sync(batch))
+        });
         group.bench_function(BenchmarkId::new("redb", batch), |b| b.iter(|| redb.append_and_sync(batch)));
         group.bench_function(BenchmarkId::new("wal_cpu", batch), |b| {
             b.iter_custom(|iterations| {
                 let start = thread_cpu();
                 (0..iterations).for_each(|_| wal.append_and_sync(batch));
+                thread_cpu() - start
+            })
+        });
+        group.bench_function(BenchmarkId::new("wal_buffered_cpu", batch), |b| {
+            b.iter_custom(|iterations| {
+                let start = thread_cpu();
+                (0..iterations).for_each(|_| wal_buffered.append_and_sync(batch));
                 thread_cpu() - start
             })
         });

@@ -80,9 +80,14 @@
 //! ones with `pread`, merging neighbours into one read. Truncated entries stay in the
 //! file, dead: the truncate record hides them from replay.
 //!
-//! `sync` writes the batch with one `pwrite` at the end of the current segment and calls
-//! `fdatasync` on that file: that is the durability point, and the batch survives a
-//! crash whole or not at all (one checksum covers it). The first sync after the current
+//! `sync` writes the batch at the end of the current segment with one direct synchronous
+//! write (`O_DIRECT | O_DSYNC`: from an aligned buffer straight to the device, durable when
+//! it returns), or, where [`WalOptions::direct_io`] is off or the file system refuses
+//! direct I/O, with one `pwrite` and an `fdatasync` of that file: that is the durability
+//! point, and the batch survives a crash whole or not at all (one checksum covers it). A
+//! direct write covers whole 4 KiB blocks: it starts with the synced bytes of the last,
+//! partial block, written again unchanged, and pads the batch's last block with zeros
+//! (which replay reads as the end of the data, like the zeros written ahead of need). The first sync after the current
 //! segment reached [`WalOptions::segment_bytes`] (64 MiB by default) creates the next
 //! segment instead, with the batch after its start record, and fsyncs the directory
 //! before it returns. Each time a batch passes the zeros written ahead of it, the same
@@ -131,6 +136,7 @@
 //! 100,000 entries opens in milliseconds.
 
 mod batch;
+mod direct;
 mod directory;
 mod log_store;
 mod replay;
@@ -161,10 +167,15 @@ pub struct WalOptions {
     /// written before, so that the following syncs' `fdatasync` has no file size to
     /// update; 0 writes none. Never past `segment_bytes`.
     pub preallocate_bytes: u64,
+    /// Whether a sync is one direct synchronous write (`O_DIRECT | O_DSYNC`, the default)
+    /// rather than a `pwrite` through the page cache and an `fdatasync`. Where the file
+    /// system refuses direct I/O (tmpfs, some network file systems) the store writes
+    /// through the page cache whatever this says.
+    pub direct_io: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> WalOptions {
-        WalOptions { segment_bytes: SEGMENT_BYTES, preallocate_bytes: PREALLOCATE_BYTES }
+        WalOptions { segment_bytes: SEGMENT_BYTES, preallocate_bytes: PREALLOCATE_BYTES, direct_io: true }
     }
 }

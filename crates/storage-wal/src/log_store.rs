@@ -1,5 +1,7 @@
 //! The write-ahead-log store: writes gather in one batch in memory; `sync` writes it at
-//! the end of the current segment and `fdatasync`s that one file.
+//! the end of the current segment and makes it durable: one direct synchronous write
+//! (`O_DIRECT | O_DSYNC`, see [`crate::direct`]) or, where the file system has no direct
+//! I/O or [`WalOptions::direct_io`] is off, a `pwrite` and an `fdatasync` of that one file.
 //!
 //! # Invariants
 //! - `state` answers every read: it holds every write, synced or not; `synced` is the
@@ -8,8 +10,9 @@
 //!   pending batch (same segment, offset at or past the batch's start).
 //! - `segments` are consecutive in sequence; the last is the one `current` writes to,
 //!   and the pending batch goes to its end or, when it is full, starts the next one.
-//! - Nothing is reported durable before `fdatasync` of the segment (and, when the batch
-//!   created it, the directory's fsync) returned.
+//! - Nothing is reported durable before the direct write or the `fdatasync` of the segment
+//!   (and, when the batch created it, the directory's fsync) returned.
+//! - `direct`, when set, writes to the last segment and holds its last partial block.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,6 +27,7 @@ use d_engine_storage_fs::error::{corrupt, io};
 
 use crate::WalOptions;
 use crate::batch::{self, Batch, RecordKind, Shape};
+use crate::direct::{BLOCK_BYTES, DirectWriter};
 use crate::directory::{self, open_segment, sync_directory};
 use crate::replay::{self, Repair};
 use crate::segment;
@@ -34,15 +38,16 @@ use crate::state::{Location, LogState};
 const READ_GAP_BYTES_MAX: u64 = 64 << 10;
 /// One merged read covers at most this many bytes.
 const READ_SPAN_BYTES_MAX: u64 = 8 << 20;
-/// Zeros written ahead of need end on a page boundary.
-const PAGE_BYTES: u64 = 4096;
+/// Zeros written ahead of need end on a page boundary (which is a direct write's block).
+const PAGE_BYTES: u64 = BLOCK_BYTES;
 
 /// A [`LogStore`] in append-only segment files, `<dir>/log.wal/<seq>-<first index>.wal`.
 ///
 /// Writes are visible at once and gather in one batch in memory;
-/// [`sync`](LogStore::sync) writes the batch with one `pwrite` at the end of the current
-/// segment and makes it durable with one `fdatasync` (plus an fsync of the directory when
-/// the batch started a new segment or a purge removed old ones). Dropping the store
+/// [`sync`](LogStore::sync) writes the batch at the end of the current segment with one
+/// direct synchronous write (`O_DIRECT | O_DSYNC`), or one `pwrite` and one `fdatasync`
+/// where direct I/O is off or refused (plus an fsync of the directory when the batch
+/// started a new segment or a purge removed old ones). Dropping the store
 /// without a sync discards the batch. The file format and the recovery rules are in the
 /// [crate documentation](crate).
 pub struct WalLogStore {
@@ -51,8 +56,10 @@ pub struct WalLogStore {
     directory: File,
     options: WalOptions,
     segments: VecDeque<Segment>,
-    /// The last segment, open for reading and writing.
+    /// The last segment, open for reading and writing (buffered).
     current: File,
+    /// The last segment's direct write handle, unless direct I/O is off or refused.
+    direct: Option<DirectWriter>,
     pending: Option<Pending>,
     state: LogState,
     synced: Shape,
@@ -129,6 +136,7 @@ impl WalLogStore {
             last.file_len = at;
         }
         current.sync_all().map_err(|error| io(&last.path, "sync the last segment", error))?;
+        let direct = open_direct(&options, &last.path, last.data_end, &current)?;
         sync_directory(&path)?;
         let synced = replayed.state.shape;
         let mut store = WalLogStore {
@@ -137,6 +145,7 @@ impl WalLogStore {
             options,
             segments,
             current,
+            direct,
             pending: None,
             state: replayed.state,
             synced,
@@ -154,6 +163,12 @@ impl WalLogStore {
     /// The number of segment files.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Whether syncs are direct synchronous writes (`O_DIRECT | O_DSYNC`): false when
+    /// [`WalOptions::direct_io`] is off or the file system refused direct I/O.
+    pub fn writes_directly(&self) -> bool {
+        self.direct.is_some()
     }
 
     fn usable(&self) -> Result<(), StorageError> {
@@ -201,6 +216,7 @@ impl WalLogStore {
                 .create_new(true)
                 .open(&path)
                 .map_err(|error| io(&path, "create a segment", error))?;
+            let direct = open_direct(&self.options, &path, 0, &file)?;
             self.segments.push_back(Segment {
                 seq: pending.segment,
                 path,
@@ -208,24 +224,30 @@ impl WalLogStore {
                 data_end: 0,
                 file_len: 0,
             });
+            self.direct = direct;
             self.current = file;
         }
         let segment = self.segments.back_mut().expect("a log has a segment");
         debug_assert_eq!((segment.seq, segment.data_end), (pending.segment, pending.at));
         let bytes = pending.batch.seal();
         let end = pending.at + bytes.len() as u64;
-        self.current.write_all_at(bytes, pending.at).map_err(|error| io(&segment.path, "write a batch", error))?;
-        if end > segment.file_len {
-            let ahead = preallocation_end(end, &self.options);
-            if ahead > end {
-                let zeros = vec![0; (ahead - end) as usize];
-                self.current
-                    .write_all_at(&zeros, end)
-                    .map_err(|error| io(&segment.path, "write zeros ahead of need", error))?;
+        let ahead = if end > segment.file_len { preallocation_end(end, &self.options) } else { end };
+        let written = match &mut self.direct {
+            Some(direct) => match direct.write(pending.at, bytes, ahead) {
+                Ok(written_end) => Some(written_end),
+                // Refused before any I/O (an alignment this device does not take): buffered from now on.
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => None,
+                Err(error) => return Err(io(&segment.path, "write a batch (direct)", error)),
+            },
+            None => None,
+        };
+        match written {
+            Some(written_end) => segment.file_len = segment.file_len.max(written_end),
+            None => {
+                self.direct = None;
+                write_buffered(&self.current, segment, pending.at, bytes, ahead)?;
             }
-            segment.file_len = ahead;
         }
-        self.current.sync_data().map_err(|error| io(&segment.path, "fdatasync a segment", error))?;
         if pending.starts_segment {
             self.directory.sync_all().map_err(|error| io(&self.path, "sync the log directory", error))?;
         }
@@ -321,6 +343,35 @@ impl WalLogStore {
             _ => self.segment(seq).path.clone(),
         }
     }
+}
+
+/// Opens `path`'s direct write handle when `options` ask for direct I/O and the file system
+/// takes it.
+fn open_direct(
+    options: &WalOptions,
+    path: &Path,
+    data_end: u64,
+    reader: &File,
+) -> Result<Option<DirectWriter>, StorageError> {
+    if !options.direct_io {
+        return Ok(None);
+    }
+    DirectWriter::open(path, data_end, reader).map_err(|error| io(path, "open a segment for direct writes", error))
+}
+
+/// Writes `bytes` at `at` of `segment` through the page cache, then zeros up to `ahead`
+/// when that is past the segment's length, and `fdatasync`s the file.
+fn write_buffered(file: &File, segment: &mut Segment, at: u64, bytes: &[u8], ahead: u64) -> Result<(), StorageError> {
+    file.write_all_at(bytes, at).map_err(|error| io(&segment.path, "write a batch", error))?;
+    let end = at + bytes.len() as u64;
+    if end > segment.file_len {
+        if ahead > end {
+            let zeros = vec![0; (ahead - end) as usize];
+            file.write_all_at(&zeros, end).map_err(|error| io(&segment.path, "write zeros ahead of need", error))?;
+        }
+        segment.file_len = ahead;
+    }
+    file.sync_data().map_err(|error| io(&segment.path, "fdatasync a segment", error))
 }
 
 /// Where the zeros written ahead of data ending at `end` stop: `preallocate_bytes` past

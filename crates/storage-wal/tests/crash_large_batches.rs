@@ -23,7 +23,7 @@ use d_engine_wal::{WalLogStore, WalOptions};
 
 const CHILD_TEST: &str = "large_batch_child_writes_until_killed";
 const CHILD_DIRECTORY_VAR: &str = "D_ENGINE_WAL_LARGE_BATCH_CHILD_DIRECTORY";
-const OPTIONS: WalOptions = WalOptions { segment_bytes: 4 << 20, preallocate_bytes: 1 << 20 };
+const OPTIONS: WalOptions = WalOptions { segment_bytes: 4 << 20, preallocate_bytes: 1 << 20, direct_io: true };
 const ENTRIES_PER_BATCH: u64 = 16;
 const PAYLOAD_BYTES: usize = 128 << 10;
 /// The child purges all but this many entries every few batches, so the disk use stays

@@ -13,8 +13,10 @@ use d_engine_core::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Ter
 use d_engine_storage_fs::testing::open_errors::{assert_names, copy_of};
 use d_engine_wal::{SEGMENT_BYTES, WalLogStore, WalOptions};
 
-/// Default segments, no zeros written ahead: each file ends where its last batch ends.
-const NO_PREALLOCATION: WalOptions = WalOptions { segment_bytes: SEGMENT_BYTES, preallocate_bytes: 0 };
+/// Default segments, no zeros written ahead, writes through the page cache: each file ends
+/// exactly where its last batch ends (a direct write pads the last block with zeros).
+const NO_PREALLOCATION: WalOptions =
+    WalOptions { segment_bytes: SEGMENT_BYTES, preallocate_bytes: 0, direct_io: false };
 
 /// Entries `first..=last` of `term`, each with `payload_bytes` bytes derived from its index.
 fn entries(term: u64, first: u64, last: u64, payload_bytes: usize) -> Vec<Entry> {
@@ -302,7 +304,7 @@ fn a_truncation_into_an_earlier_segment_then_appends_survive_a_reopen() {
 fn an_interrupted_first_write_of_a_new_segment_removes_that_segment() {
     let dir = tempfile::tempdir().unwrap();
     // Every sync starts a segment of its own.
-    let one_batch_per_segment = WalOptions { segment_bytes: 1, preallocate_bytes: 0 };
+    let one_batch_per_segment = WalOptions { segment_bytes: 1, preallocate_bytes: 0, direct_io: true };
     let mut store = WalLogStore::open_with(dir.path(), one_batch_per_segment).unwrap();
     for first in (1..=30).step_by(10) {
         append_synced(&mut store, &entries(1, first, first + 9, 100));
@@ -330,7 +332,7 @@ fn an_interrupted_first_write_of_a_new_segment_removes_that_segment() {
 #[test]
 fn a_failed_sync_closes_the_store_until_it_is_reopened() {
     let dir = tempfile::tempdir().unwrap();
-    let one_batch_per_segment = WalOptions { segment_bytes: 1, preallocate_bytes: 0 };
+    let one_batch_per_segment = WalOptions { segment_bytes: 1, preallocate_bytes: 0, direct_io: true };
     let mut store = WalLogStore::open_with(dir.path(), one_batch_per_segment).unwrap();
     append_synced(&mut store, &entries(1, 1, 5, 10));
     // Something occupies the name of the segment the next sync creates.

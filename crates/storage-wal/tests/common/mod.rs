@@ -31,7 +31,8 @@ impl LogAdapter for Wal {
 
 /// Options whose segments hold a few dozen small entries each, so that rollover,
 /// reads across segments and the removal of purged segments happen all the time.
-pub const SMALL_SEGMENTS: WalOptions = WalOptions { segment_bytes: 4 << 10, preallocate_bytes: 1 << 10 };
+pub const SMALL_SEGMENTS: WalOptions =
+    WalOptions { segment_bytes: 4 << 10, preallocate_bytes: 1 << 10, direct_io: true };
 
 /// d-engine-wal with [`SMALL_SEGMENTS`].
 pub struct SmallSegments;
