@@ -17,6 +17,12 @@
 //! one such transaction, so every deferred batch before it becomes durable with it, in
 //! order. `import` discards the overlay and replaces everything in one durable transaction.
 //!
+//! `sync_in_background` moves the overlay aside and has a thread of its own write it out
+//! in one such durable transaction; reads merge the overlay over the batches being written
+//! out over the file, and every later transaction of this store (a durable batch, a flush,
+//! `sync`, an export job, an import) first waits for that thread, so a background commit of
+//! older batches can never land after a newer one. Dropping the store waits for it too.
+//!
 //! An overlay past [`OVERLAY_BYTES_MAX`] is flushed: written to the file, with the applied
 //! id, in a `Durability::None` commit, and cleared. That bounds memory without making
 //! anything durable: redb makes such a commit durable only with the next durable one.
@@ -35,6 +41,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use d_engine_core::LogId;
@@ -66,15 +74,21 @@ const OVERLAY_KEY_OVERHEAD_BYTES: usize = 64;
 /// stay in memory, visible to every read, until the next `sync` or durable batch writes
 /// them all in one transaction.
 pub struct RedbStateStore {
-    db: Database,
+    /// Shared with the background sync's thread while one runs.
+    db: Arc<Database>,
     path: PathBuf,
     /// The applied id of the last batch, deferred or not.
     applied: LogId,
     overlay: Overlay,
+    /// The batches the background sync is writing out (older than `overlay`'s), readable
+    /// until that sync is found done.
+    flushing: Option<Arc<Overlay>>,
+    /// The background sync in flight, if any.
+    background: Option<JoinHandle<Result<(), StorageError>>>,
     /// The overlay size that triggers a flush: [`OVERLAY_BYTES_MAX`], smaller in tests.
     overlay_bytes_max: usize,
     /// Whether deferred batches (in the overlay or flushed with `Durability::None`) await
-    /// a durable commit.
+    /// a durable commit not yet begun.
     unsynced: bool,
     failure: FailClosed,
 }
@@ -143,10 +157,12 @@ impl RedbStateStore {
             txn.abort().map_err(|error| error::database(&path, "finish open", error))?;
         }
         Ok(RedbStateStore {
-            db,
+            db: Arc::new(db),
             path,
             applied,
             overlay: Overlay::default(),
+            flushing: None,
+            background: None,
             overlay_bytes_max: OVERLAY_BYTES_MAX,
             unsynced: false,
             failure: FailClosed::default(),
@@ -163,25 +179,26 @@ impl RedbStateStore {
     }
 
     /// Runs `write` in a new write transaction, records `applied` and commits with
-    /// `durability`. Changes nothing in memory; a failure poisons the store.
+    /// `durability`, after the background sync in flight (if any) has ended. Changes
+    /// nothing in memory; a failure poisons the store.
     fn transact(
         &mut self,
         applied: LogId,
         durability: Durability,
         write: impl FnOnce(&WriteTransaction, &Path, &Overlay) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let result = (|| {
-            let mut txn = self.db.begin_write().map_err(|error| error::database(&self.path, "begin write", error))?;
-            txn.set_durability(durability).map_err(|error| error::database(&self.path, "set durability", error))?;
-            write(&txn, &self.path, &self.overlay)?;
-            {
-                let mut meta =
-                    txn.open_table(META).map_err(|error| error::database(&self.path, "write applied id", error))?;
-                meta.insert(APPLIED_KEY, &codec::encode_log_id(applied)[..])
-                    .map_err(|error| error::database(&self.path, "write applied id", error))?;
-            }
-            txn.commit().map_err(|error| error::database(&self.path, "commit", error))
-        })();
+        self.wait_for_background()?;
+        let result = transact(&self.db, &self.path, applied, durability, |txn| write(txn, &self.path, &self.overlay));
+        result.inspect_err(|error| self.failure.fail(error))
+    }
+
+    /// Waits for the background sync in flight, if any: a failure poisons the store.
+    fn wait_for_background(&mut self) -> Result<(), StorageError> {
+        let Some(background) = self.background.take() else { return Ok(()) };
+        let result = background
+            .join()
+            .unwrap_or_else(|_| Err(StorageError::Misuse("the background sync's thread panicked".into())));
+        self.flushing = None;
         result.inspect_err(|error| self.failure.fail(error))
     }
 
@@ -193,26 +210,37 @@ impl RedbStateStore {
         applied: LogId,
         durability: Durability,
     ) -> Result<(), StorageError> {
-        self.transact(applied, durability, |txn, path, overlay| {
-            let mut pairs = txn.open_table(PAIRS).map_err(|error| error::database(path, "write batch", error))?;
-            let overlay = overlay.writes.iter().map(|(key, value)| (&key[..], value.as_deref()));
-            let batch = writes.iter().map(|write| match write {
-                StateWrite::Put { key, value } => (&key[..], Some(&value[..])),
-                StateWrite::Delete { key } => (&key[..], None),
-            });
-            for (key, value) in overlay.chain(batch) {
-                match value {
-                    Some(value) => pairs.insert(key, value).map(drop),
-                    None => pairs.remove(key).map(drop),
-                }
-                .map_err(|error| error::database(path, "write a pair", error))?;
-            }
-            Ok(())
-        })?;
+        self.transact(applied, durability, |txn, path, overlay| write_pairs(txn, path, overlay, writes))?;
         self.overlay.clear();
         self.applied = applied;
         self.unsynced = matches!(durability, Durability::None);
         Ok(())
+    }
+
+    /// The deferred writes within `bounds`, in key order, each key's newest: the overlay's
+    /// over those of the batches the background sync is writing out.
+    fn deferred<'a>(&'a self, bounds: (Bound<&[u8]>, Bound<&[u8]>)) -> Vec<(&'a Bytes, &'a Option<Bytes>)> {
+        let mut newer = self.overlay.writes.range::<[u8], _>(bounds).peekable();
+        let Some(flushing) = &self.flushing else { return newer.collect() };
+        let mut older = flushing.writes.range::<[u8], _>(bounds).peekable();
+        let mut merged = Vec::new();
+        loop {
+            let order = match (newer.peek(), older.peek()) {
+                (None, None) => return merged,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((newer_key, _)), Some((older_key, _))) => newer_key.cmp(older_key),
+            };
+            if order.is_ge() {
+                let older_write = older.next().expect("the peeked older write");
+                if order.is_gt() {
+                    merged.push(older_write);
+                    continue;
+                }
+                // The same key in both: the newer write replaces the older.
+            }
+            merged.push(newer.next().expect("the peeked newer write"));
+        }
     }
 
     /// Runs `read` over the pairs table of a fresh read transaction.
@@ -225,6 +253,49 @@ impl RedbStateStore {
         let table = txn.open_table(PAIRS).map_err(|error| error::database(&self.path, "open pairs table", error))?;
         read(&table).map_err(|error| error::database(&self.path, "read", error))
     }
+}
+
+/// Runs `write` in a new write transaction of `db`, records `applied` and commits with
+/// `durability`.
+fn transact(
+    db: &Database,
+    path: &Path,
+    applied: LogId,
+    durability: Durability,
+    write: impl FnOnce(&WriteTransaction) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let mut txn = db.begin_write().map_err(|error| error::database(path, "begin write", error))?;
+    txn.set_durability(durability).map_err(|error| error::database(path, "set durability", error))?;
+    write(&txn)?;
+    {
+        let mut meta = txn.open_table(META).map_err(|error| error::database(path, "write applied id", error))?;
+        meta.insert(APPLIED_KEY, &codec::encode_log_id(applied)[..])
+            .map_err(|error| error::database(path, "write applied id", error))?;
+    }
+    txn.commit().map_err(|error| error::database(path, "commit", error))
+}
+
+/// Writes `overlay` and then `writes` into the pairs table.
+fn write_pairs(
+    txn: &WriteTransaction,
+    path: &Path,
+    overlay: &Overlay,
+    writes: &[StateWrite],
+) -> Result<(), StorageError> {
+    let mut pairs = txn.open_table(PAIRS).map_err(|error| error::database(path, "write batch", error))?;
+    let overlay = overlay.writes.iter().map(|(key, value)| (&key[..], value.as_deref()));
+    let batch = writes.iter().map(|write| match write {
+        StateWrite::Put { key, value } => (&key[..], Some(&value[..])),
+        StateWrite::Delete { key } => (&key[..], None),
+    });
+    for (key, value) in overlay.chain(batch) {
+        match value {
+            Some(value) => pairs.insert(key, value).map(drop),
+            None => pairs.remove(key).map(drop),
+        }
+        .map_err(|error| error::database(path, "write a pair", error))?;
+    }
+    Ok(())
 }
 
 fn pair(key: &[u8], value: &[u8]) -> (Bytes, Bytes) {
@@ -288,11 +359,46 @@ impl StateStore for RedbStateStore {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.usable()?;
+        self.wait_for_background()?;
         if !self.unsynced {
             return Ok(());
         }
         // Also makes every earlier `Durability::None` flush durable.
         self.commit_overlay_then(&[], self.applied, Durability::Immediate)
+    }
+
+    /// Moves the overlay aside (still read) and starts a thread that writes it out in one
+    /// durable transaction, as `sync` would; returns at once. While the previous one is
+    /// still writing, starts nothing: the batches since wait for the next call.
+    fn sync_in_background(&mut self) -> Result<(), StorageError> {
+        self.usable()?;
+        if self.background.as_ref().is_some_and(|background| !background.is_finished()) {
+            return Ok(());
+        }
+        self.wait_for_background()?;
+        if !self.unsynced {
+            return Ok(());
+        }
+        let overlay = Arc::new(std::mem::take(&mut self.overlay));
+        let (db, path, applied, flushing) =
+            (Arc::clone(&self.db), self.path.clone(), self.applied, Arc::clone(&overlay));
+        let spawned = std::thread::Builder::new().name("d-engine-state-sync".into()).spawn(move || {
+            // Also makes every earlier `Durability::None` flush durable.
+            transact(&db, &path, applied, Durability::Immediate, |txn| write_pairs(txn, &path, &flushing, &[]))
+        });
+        match spawned {
+            Ok(background) => {
+                self.background = Some(background);
+                self.flushing = Some(overlay);
+                self.unsynced = false;
+                Ok(())
+            }
+            Err(error) => {
+                // The thread was never started: its copy of the overlay is gone with it.
+                self.overlay = Arc::into_inner(overlay).expect("the unstarted thread dropped its overlay");
+                Err(d_engine_storage_fs::error::io(&self.path, "start the background sync", error))
+            }
+        }
     }
 
     fn applied(&self) -> Result<LogId, StorageError> {
@@ -305,6 +411,9 @@ impl StateStore for RedbStateStore {
         if let Some(value) = self.overlay.writes.get(key) {
             return Ok(value.clone());
         }
+        if let Some(value) = self.flushing.as_ref().and_then(|flushing| flushing.writes.get(key)) {
+            return Ok(value.clone());
+        }
         self.read(|pairs| Ok(pairs.get(key)?.map(|value| Bytes::copy_from_slice(value.value()))))
     }
 
@@ -314,7 +423,7 @@ impl StateStore for RedbStateStore {
             return Ok(Vec::new());
         }
         let bounds = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
-        let overlay = self.overlay.writes.range::<[u8], _>(bounds);
+        let overlay = self.deferred(bounds).into_iter();
         self.read(|pairs| {
             let stored =
                 pairs.range::<&[u8]>(bounds)?.map(|item| item.map(|(key, value)| pair(key.value(), value.value())));
@@ -325,7 +434,7 @@ impl StateStore for RedbStateStore {
     fn export(&self) -> Result<Bytes, StorageError> {
         let pairs = self.read(|pairs| {
             let stored = pairs.iter()?.map(|item| item.map(|(key, value)| pair(key.value(), value.value())));
-            merge(stored, self.overlay.writes.iter(), usize::MAX)
+            merge(stored, self.deferred((Bound::Unbounded, Bound::Unbounded)).into_iter(), usize::MAX)
         })?;
         Ok(encode_export(self.applied, &pairs))
     }
@@ -335,6 +444,8 @@ impl StateStore for RedbStateStore {
     /// that later writes do not change, read on whatever thread runs the job.
     fn export_job(&mut self) -> Result<ExportJob, StorageError> {
         self.usable()?;
+        // The read transaction below must see what a background sync is writing out.
+        self.wait_for_background()?;
         if !self.overlay.writes.is_empty() {
             self.commit_overlay_then(&[], self.applied, Durability::None)?;
         }
@@ -356,7 +467,8 @@ impl StateStore for RedbStateStore {
 
     fn import(&mut self, data: &[u8]) -> Result<(), StorageError> {
         self.usable()?;
-        // Decode fully first: malformed data must change nothing.
+        // Decode fully first: malformed data must change nothing. (The import's transaction
+        // waits for a background sync; the overlay it writes out is replaced right after.)
         let (applied, pairs) = decode_export(data)?;
         // The import replaces everything, the overlay included: it is not written.
         self.transact(applied, Durability::Immediate, |txn, path, _| {
@@ -371,6 +483,16 @@ impl StateStore for RedbStateStore {
         self.applied = applied;
         self.unsynced = false;
         Ok(())
+    }
+}
+
+impl Drop for RedbStateStore {
+    /// Waits for the background sync in flight: it holds the database, which must be closed
+    /// before the file can be opened again.
+    fn drop(&mut self) {
+        if let Some(background) = self.background.take() {
+            let _ = background.join();
+        }
     }
 }
 
@@ -435,6 +557,45 @@ mod tests {
         assert_eq!(store.range(b"b", Some(b"e"), 1).unwrap(), pairs(&[(b"bb", b"new")]), "deleted b is skipped");
         assert_eq!(store.range(b"d", None, 0).unwrap(), pairs(&[(b"e", b"5"), (b"f", b"6")]));
         assert!(store.range(b"d", Some(b"e"), 0).unwrap().is_empty(), "only a deleted key in range");
+    }
+
+    #[test]
+    fn batches_being_synced_in_the_background_stay_readable_under_newer_ones_and_never_win_over_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_overlay(dir.path());
+        store.sync_in_background().unwrap();
+        // Newer deferred writes over the layer being written out: c again, bb deleted, b back.
+        store.write_batch_deferred(&[put(b"c", b"300"), delete(b"bb"), put(b"b", b"20")], LogId::new(1, 4)).unwrap();
+        let expected = pairs(&[(b"a", b"1"), (b"b", b"20"), (b"c", b"300"), (b"e", b"5"), (b"f", b"6")]);
+        assert_eq!(everything(&store), expected, "a range merges both layers over the file");
+        assert_eq!(store.get(b"f").unwrap(), Some(Bytes::from_static(b"6")), "from the layer being written out");
+        assert_eq!(store.get(b"bb").unwrap(), None, "deleted over the layer being written out");
+        let (applied, exported) = decode_export(&store.export().unwrap()).unwrap();
+        assert_eq!((applied, exported), (LogId::new(1, 4), expected.clone()));
+
+        // A durable batch waits for the background commit, so the older value of c cannot
+        // land after it.
+        store.write_batch(&[put(b"c", b"3000")], LogId::new(1, 5)).unwrap();
+        drop(store);
+        let reopened = RedbStateStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.applied().unwrap(), LogId::new(1, 5));
+        let mut durable = expected;
+        durable[2] = pair(b"c", b"3000");
+        assert_eq!(everything(&reopened), durable);
+    }
+
+    #[test]
+    fn a_background_sync_is_durable_once_the_store_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_overlay(dir.path());
+        store.sync_in_background().unwrap();
+        drop(store);
+        let reopened = RedbStateStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.applied().unwrap(), LogId::new(1, 3));
+        assert_eq!(
+            everything(&reopened),
+            pairs(&[(b"a", b"1"), (b"bb", b"new"), (b"c", b"30"), (b"e", b"5"), (b"f", b"6")])
+        );
     }
 
     #[test]
@@ -553,6 +714,8 @@ mod tests {
         Deferred(Vec<StateWrite>),
         Durable(Vec<StateWrite>),
         Sync,
+        /// `sync_in_background`, the batches read meanwhile from the layer moved aside.
+        BackgroundSync,
         Get(Vec<u8>),
         Range {
             start: Vec<u8>,
@@ -582,6 +745,7 @@ mod tests {
             4 => writes().prop_map(Step::Deferred),
             1 => writes().prop_map(Step::Durable),
             1 => Just(Step::Sync),
+            1 => Just(Step::BackgroundSync),
             2 => key().prop_map(Step::Get),
             2 => (key(), prop::option::of(key()), 0..4_usize).prop_map(|(start, end, limit)| Step::Range { start, end, limit }),
             1 => Just(Step::Export),
@@ -632,6 +796,15 @@ mod tests {
                         store.sync().unwrap();
                         durable = model.export().unwrap();
                         flushed = durable.clone();
+                    }
+                    Step::BackgroundSync => {
+                        store.sync_in_background().unwrap();
+                        // Started (or nothing to start): a reopen, which waits for it, finds
+                        // this state. Still writing the previous one: nothing changes.
+                        if !store.unsynced {
+                            durable = model.export().unwrap();
+                            flushed = durable.clone();
+                        }
                     }
                     Step::Get(key) => prop_assert_eq!(store.get(&key).unwrap(), model.get(&key).unwrap()),
                     Step::Range { start, end, limit } => prop_assert_eq!(

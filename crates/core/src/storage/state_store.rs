@@ -48,6 +48,17 @@ pub trait StateStore {
         Ok(())
     }
 
+    /// Starts making every deferred batch durable, and returns without waiting for the disk
+    /// (nor for the store's own work of writing the batches out, where it can do that on
+    /// another thread). Reads see every batch throughout, and a later `sync`, durable
+    /// batch, export job or import first waits for it; dropping the store waits for it too.
+    /// A failure of that sync is returned by a later call, and the store then refuses every
+    /// call as after a failed `sync`. While one is still in flight, a call may start none
+    /// and leave the batches since for the next. The default is `sync`, here and now.
+    fn sync_in_background(&mut self) -> Result<(), StorageError> {
+        self.sync()
+    }
+
     /// The log id recorded by the last batch (deferred or not), `LogId::default()` for a new
     /// store; after a reopen, that of the last durable batch.
     fn applied(&self) -> Result<LogId, StorageError>;
@@ -90,6 +101,10 @@ impl<T: StateStore + ?Sized> StateStore for Box<T> {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         (**self).sync()
+    }
+
+    fn sync_in_background(&mut self) -> Result<(), StorageError> {
+        (**self).sync_in_background()
     }
 
     fn applied(&self) -> Result<LogId, StorageError> {
