@@ -19,13 +19,14 @@ use crate::entry_traces::{EntryTraces, Stage};
 use crate::error::{NodeError, RequestError};
 use crate::messages::{Applied, ApplyCommand, Completion, SequencedApply, StorageCommand, Waiters};
 use crate::metrics::NodeMetrics;
+use crate::storage_task::StorageQueue;
 use crate::term_span::{SharedTerm, TermSpan};
 
 pub(crate) struct ApplyTask<S> {
     pub(crate) state_machine: Arc<RwLock<S>>,
     pub(crate) commands: UnboundedReceiver<SequencedApply>,
     pub(crate) completions: UnboundedSender<Completion>,
-    pub(crate) storage: UnboundedSender<StorageCommand>,
+    pub(crate) storage: StorageQueue,
     pub(crate) waiters: Waiters,
     pub(crate) applied: watch::Sender<LogIndex>,
     pub(crate) metrics: NodeMetrics,
@@ -166,7 +167,7 @@ impl<S: Application> ApplyTask<S> {
         }
         drop(waiters);
         self.applied.send_replace(covered);
-        let _ = self.storage.send(StorageCommand::SaveInstalledSnapshot(snapshot));
+        self.storage.send(StorageCommand::SaveInstalledSnapshot(snapshot));
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use crate::server;
 use crate::settings::{LogStoreKind, Settings, StorageKind};
 use crate::snapshot_file::SnapshotStore;
 use crate::status::NodeStatus;
-use crate::storage_task::{BoxedLogStore, StorageTask};
+use crate::storage_task::{BoxedLogStore, StorageQueue, StorageTask};
 use crate::term_span::SharedTerm;
 use crate::transport::{AddressBook, GrpcTransport, Transport};
 
@@ -155,7 +155,7 @@ impl<S: Application> NodeBuilder<S> {
             });
         }
 
-        let (storage_tx, storage_rx) = mpsc::unbounded_channel();
+        let (storage_queue, storage_rx) = StorageQueue::new();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (completions_tx, completions_rx) = mpsc::unbounded_channel();
         let (requests_tx, requests_rx) = mpsc::channel(settings.transport.request_queue);
@@ -182,23 +182,22 @@ impl<S: Application> NodeBuilder<S> {
         let term = SharedTerm::default();
         term.set(initial_status.term.0);
         let span = tracing::info_span!("node", id = id.0);
-        let storage_thread = StorageTask {
+        let (storage_thread, shared_storage) = StorageTask {
             log,
             snapshots: Some(snapshots),
             saving: None,
-            commands: storage_rx,
             completions: completions_tx.clone(),
             apply: apply_tx.clone(),
             metrics: node_metrics.clone(),
             traces: traces.clone(),
         }
-        .spawn(id.0, term.clone())
+        .spawn(storage_rx, &storage_queue, id.0, term.clone())
         .map_err(spawn_error)?;
         let apply_thread = ApplyTask {
             state_machine: Arc::clone(&state_machine),
             commands: apply_rx,
             completions: completions_tx,
-            storage: storage_tx.clone(),
+            storage: storage_queue.clone(),
             waiters: Arc::clone(&waiters),
             applied: applied_tx,
             metrics: node_metrics.clone(),
@@ -213,7 +212,8 @@ impl<S: Application> NodeBuilder<S> {
             requests: requests_rx,
             inbound: inbound_rx,
             completions: completions_rx,
-            storage: storage_tx,
+            storage: storage_queue,
+            shared_storage,
             apply: apply_tx,
             apply_seq: 0,
             entries,

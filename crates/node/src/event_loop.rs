@@ -5,8 +5,10 @@
 //! `BATCH_MAX` of each kind), so that a burst of proposals becomes one write and one
 //! append message per peer, and only then drains the core's outputs and hands each to
 //! the task that carries it out. Completions go first: they release held messages and
-//! advance commit. Nothing here blocks: storage and the state machine run on their own
-//! threads, peers behind non-blocking senders.
+//! advance commit. Storage and the state machine run on their own threads, peers behind
+//! non-blocking senders; the one exception is a follower's write when the storage thread
+//! has nothing queued: the loop writes and syncs it itself (see [`crate::storage_task`]),
+//! and meanwhile what arrives queues up for the next batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::error::{NodeError, RequestError};
 use crate::messages::{ApplyCommand, Completion, Reply, Request, SequencedApply, StorageCommand, Waiter, Waiters};
 use crate::metrics::NodeMetrics;
 use crate::status::NodeStatus;
+use crate::storage_task::{SharedStorage, StorageQueue};
 use crate::term_span::{SharedTerm, node_span};
 use crate::transport::{AddressBook, Transport};
 
@@ -37,7 +40,9 @@ pub(crate) struct EventLoop {
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) inbound: mpsc::Receiver<Envelope>,
     pub(crate) completions: mpsc::UnboundedReceiver<Completion>,
-    pub(crate) storage: mpsc::UnboundedSender<StorageCommand>,
+    pub(crate) storage: StorageQueue,
+    /// The storage thread's state, for a follower's writes carried out here.
+    pub(crate) shared_storage: SharedStorage,
     pub(crate) apply: mpsc::UnboundedSender<SequencedApply>,
     /// The sequence number of the next command for the apply thread.
     pub(crate) apply_seq: u64,
@@ -92,7 +97,9 @@ impl EventLoop {
             if let Err(error) = self.take_ready() {
                 break Err(error);
             }
-            self.carry_out();
+            if let Err(error) = self.carry_out() {
+                break Err(error);
+            }
             self.publish_status(None);
         };
         let span = self.span();
@@ -249,17 +256,24 @@ impl EventLoop {
     }
 
     /// Drains the core's outputs until it is quiet, handing each to its task.
-    fn carry_out(&mut self) {
+    fn carry_out(&mut self) -> Result<(), NodeError> {
         loop {
             let outputs = self.core.take_outputs();
             if outputs.is_empty() {
-                return;
+                return Ok(());
             }
             for output in outputs {
                 match output {
                     Output::Persist(write) => {
                         self.entries.on_persist(&write);
-                        self.to_storage(StorageCommand::Persist(write));
+                        // A leader goes on sending while its own write syncs (its followers'
+                        // writes are what a commit waits for); a follower's acknowledgement
+                        // waits for this very write.
+                        if self.core.role() != d_engine_core::Role::Leader && self.storage.is_idle() {
+                            self.persist_now(write)?;
+                        } else {
+                            self.to_storage(StorageCommand::Persist(write));
+                        }
                     }
                     Output::Send(envelope) => self.transport.send(envelope),
                     Output::Apply { first, last } => {
@@ -297,6 +311,22 @@ impl EventLoop {
         }
     }
 
+    /// Writes and syncs `write` on this thread (nothing is queued ahead of it), then takes
+    /// its completion, and any other already there, at once: the messages it held are
+    /// released in this same batch.
+    fn persist_now(&mut self, write: d_engine_core::PersistRequest) -> Result<(), NodeError> {
+        let mut storage = self.shared_storage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        storage.persist_now(write).map_err(|error| {
+            tracing::error!(%error, "storage failed; the node stops");
+            NodeError::Storage(error)
+        })?;
+        drop(storage);
+        while let Ok(completion) = self.completions.try_recv() {
+            self.on_completion(completion)?;
+        }
+        Ok(())
+    }
+
     /// Hands committed entries to the apply thread: from the cache when it holds them all,
     /// else read from the log by the storage thread (same sequence number either way).
     fn apply_entries(&mut self, first: d_engine_core::LogIndex, last: d_engine_core::LogIndex) {
@@ -322,8 +352,7 @@ impl EventLoop {
     }
 
     fn to_storage(&self, command: StorageCommand) {
-        // The storage thread ends only after `Stop` or a failure, which is reported as a completion.
-        let _ = self.storage.send(command);
+        self.storage.send(command);
     }
 
     fn publish_status(&self, stopped: Option<Result<(), String>>) {
