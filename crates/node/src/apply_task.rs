@@ -5,8 +5,15 @@
 //! one batch at a time, reads (serializable, or after a ReadIndex round) take the read lock.
 //! `applied` is published after the batch is visible to readers, so a read that waited for
 //! index `i` always sees the effect of entry `i`.
+//!
+//! The thread's state sits behind a mutex it holds while it carries commands out, so that a
+//! leader's event loop can apply a small batch itself when the thread has nothing queued or
+//! in hand ([`InlineApply`]): the same code, in sequence, without the two thread hand-offs
+//! (to this thread, and back to the task that answers the client) on every write's answer.
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use d_engine_core::storage::Snapshot;
@@ -22,9 +29,23 @@ use crate::metrics::NodeMetrics;
 use crate::storage_task::StorageQueue;
 use crate::term_span::{SharedTerm, TermSpan};
 
+/// Commands for the apply thread whose sequence number was taken (by the event loop, for
+/// itself or the storage thread) and that are not yet carried out.
+pub(crate) type ApplyBacklog = Arc<AtomicUsize>;
+
+/// The apply thread's state, shared with the event loop for [`InlineApply`].
+pub(crate) type SharedApply<S> = Arc<Mutex<ApplyTask<S>>>;
+
+/// Applying a batch of entries on the caller's thread: the event loop's handle on the apply
+/// thread's state (the state machine type erased).
+pub(crate) trait InlineApply: Send + Sync {
+    /// Applies `entries` as the command with sequence number `seq`, which must be the next
+    /// one: the thread has nothing queued or in hand.
+    fn apply_now(&self, seq: u64, entries: Vec<Entry>) -> Result<(), NodeError>;
+}
+
 pub(crate) struct ApplyTask<S> {
     pub(crate) state_machine: Arc<RwLock<S>>,
-    pub(crate) commands: UnboundedReceiver<SequencedApply>,
     pub(crate) completions: UnboundedSender<Completion>,
     pub(crate) storage: StorageQueue,
     pub(crate) waiters: Waiters,
@@ -33,46 +54,36 @@ pub(crate) struct ApplyTask<S> {
     pub(crate) traces: Arc<EntryTraces>,
     /// The thread running the state machine's snapshot job, while it runs.
     pub(crate) building: Option<JoinHandle<()>>,
+    /// The sequence number of the next command to carry out.
+    pub(crate) next_seq: u64,
 }
 
 impl<S: Application> ApplyTask<S> {
-    /// Starts the thread; its lines carry the node id and the current term.
-    pub(crate) fn spawn(self, node: u64, term: SharedTerm) -> std::io::Result<JoinHandle<()>> {
-        std::thread::Builder::new().name(format!("d-engine-{node}-apply")).spawn(move || {
+    /// Starts the thread, which carries out the commands `commands` brings in sequence
+    /// order, counting them off `backlog`; its lines carry the node id and the current term.
+    /// Returns the state it shares, for [`InlineApply`].
+    pub(crate) fn spawn(
+        self,
+        commands: UnboundedReceiver<SequencedApply>,
+        backlog: ApplyBacklog,
+        node: u64,
+        term: SharedTerm,
+    ) -> std::io::Result<(JoinHandle<()>, SharedApply<S>)> {
+        let shared = Arc::new(Mutex::new(self));
+        let state = Arc::clone(&shared);
+        let thread = std::thread::Builder::new().name(format!("d-engine-{node}-apply")).spawn(move || {
             let mut span = TermSpan::new(node, term);
-            self.run(&mut span)
-        })
+            run(&state, commands, &backlog, &mut span)
+        })?;
+        Ok((thread, shared))
     }
 
-    fn run(mut self, span: &mut TermSpan) {
-        // Commands arrive from two senders (the event loop and the storage thread); they are
-        // carried out in the event loop's sequence, early arrivals wait here.
-        let mut next_seq = 0;
-        let mut early = std::collections::BTreeMap::new();
-        while let Some((seq, command)) = self.commands.blocking_recv() {
-            span.enter_current();
-            early.insert(seq, command);
-            while let Some(command) = early.remove(&next_seq) {
-                next_seq += 1;
-                let result = match command {
-                    ApplyCommand::Entries(entries) => self.apply(entries),
-                    ApplyCommand::BuildSnapshot => self.build_snapshot(),
-                    ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
-                };
-                if let Err(error) = result {
-                    tracing::error!(%error, "the state machine failed; the node stops");
-                    let _ = self.completions.send(Completion::Failed(error));
-                    return;
-                }
-            }
-        }
-        span.enter_current();
-        // The job holds a view of the store: it ends before the store may close.
-        self.wait_for_build();
-        let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match state_machine.flush() {
-            Ok(()) => tracing::info!(applied = %*self.applied.borrow(), "state machine flushed and stopped"),
-            Err(error) => tracing::warn!(%error, "flushing the state machine failed; a restart re-applies the log"),
+    fn carry_out(&mut self, command: ApplyCommand) -> Result<(), NodeError> {
+        self.next_seq += 1;
+        match command {
+            ApplyCommand::Entries(entries) => self.apply(entries),
+            ApplyCommand::BuildSnapshot => self.build_snapshot(),
+            ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
         }
     }
 
@@ -169,5 +180,49 @@ impl<S: Application> ApplyTask<S> {
         self.applied.send_replace(covered);
         self.storage.send(StorageCommand::SaveInstalledSnapshot(snapshot));
         Ok(())
+    }
+}
+
+impl<S: Application> InlineApply for Mutex<ApplyTask<S>> {
+    fn apply_now(&self, seq: u64, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let mut task = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        assert_eq!(task.next_seq, seq, "applied inline only when nothing is ahead of it");
+        task.carry_out(ApplyCommand::Entries(entries))
+    }
+}
+
+/// The apply thread's loop. Commands arrive from two senders (the event loop and the
+/// storage thread) and are carried out in the event loop's sequence: early arrivals wait.
+fn run<S: Application>(
+    shared: &Mutex<ApplyTask<S>>,
+    mut commands: UnboundedReceiver<SequencedApply>,
+    backlog: &AtomicUsize,
+    span: &mut TermSpan,
+) {
+    let lock = || shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut early = BTreeMap::new();
+    while let Some((seq, command)) = commands.blocking_recv() {
+        span.enter_current();
+        early.insert(seq, command);
+        let mut task = lock();
+        while let Some(command) = early.remove(&task.next_seq) {
+            let result = task.carry_out(command);
+            // After its completion is sent: an empty backlog means everything is reported.
+            backlog.fetch_sub(1, Ordering::SeqCst);
+            if let Err(error) = result {
+                tracing::error!(%error, "the state machine failed; the node stops");
+                let _ = task.completions.send(Completion::Failed(error));
+                return;
+            }
+        }
+    }
+    span.enter_current();
+    let mut task = lock();
+    // The job holds a view of the store: it ends before the store may close.
+    task.wait_for_build();
+    let mut state_machine = task.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match state_machine.flush() {
+        Ok(()) => tracing::info!(applied = %*task.applied.borrow(), "state machine flushed and stopped"),
+        Err(error) => tracing::warn!(%error, "flushing the state machine failed; a restart re-applies the log"),
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::application::Application;
-use crate::apply_task::ApplyTask;
+use crate::apply_task::{ApplyBacklog, ApplyTask};
 use crate::entry_cache::EntryCache;
 use crate::entry_traces::EntryTraces;
 use crate::error::NodeError;
@@ -193,9 +193,9 @@ impl<S: Application> NodeBuilder<S> {
         }
         .spawn(storage_rx, &storage_queue, id.0, term.clone())
         .map_err(spawn_error)?;
-        let apply_thread = ApplyTask {
+        let apply_backlog = ApplyBacklog::default();
+        let (apply_thread, apply_state) = ApplyTask {
             state_machine: Arc::clone(&state_machine),
-            commands: apply_rx,
             completions: completions_tx,
             storage: storage_queue.clone(),
             waiters: Arc::clone(&waiters),
@@ -203,8 +203,9 @@ impl<S: Application> NodeBuilder<S> {
             metrics: node_metrics.clone(),
             traces: traces.clone(),
             building: None,
+            next_seq: 0,
         }
-        .spawn(id.0, term.clone())
+        .spawn(apply_rx, Arc::clone(&apply_backlog), id.0, term.clone())
         .map_err(spawn_error)?;
         let event_loop = EventLoop {
             core,
@@ -216,6 +217,8 @@ impl<S: Application> NodeBuilder<S> {
             shared_storage,
             apply: apply_tx,
             apply_seq: 0,
+            apply_backlog,
+            inline_apply: apply_state,
             entries,
             waiters,
             reads: HashMap::new(),
