@@ -6,9 +6,10 @@
 //! append message per peer, and only then drains the core's outputs and hands each to
 //! the task that carries it out. Completions go first: they release held messages and
 //! advance commit. Storage and the state machine run on their own threads, peers behind
-//! non-blocking senders; the one exception is a follower's write when the storage thread
-//! has nothing queued: the loop writes and syncs it itself (see [`crate::storage_task`]),
-//! and meanwhile what arrives queues up for the next batch.
+//! non-blocking senders, with two exceptions, each only while that thread has nothing
+//! queued or in hand: a follower's write, which the loop writes and syncs itself (see
+//! [`crate::storage_task`]), and a leader's small committed batch, which it applies itself
+//! (see [`crate::apply_task`]). What arrives meanwhile queues up for the next batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -354,7 +355,9 @@ impl EventLoop {
             Some(entries) if self.applies_here(entries.len()) => {
                 let seq = self.apply_seq;
                 self.apply_seq += 1;
-                self.inline_apply.apply_now(seq, entries)?;
+                self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
+                    tracing::error!(%error, "the state machine failed; the node stops");
+                })?;
                 self.take_completions()?;
             }
             Some(entries) => self.send_to_apply(ApplyCommand::Entries(entries)),
