@@ -322,3 +322,65 @@ fn write_to(log: &mut (dyn LogStore + Send), write: &PersistRequest, purge: bool
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use d_engine_core::{Entry, EntryPayload, LogId, NodeId, WriteId};
+    use d_engine_memory::MemLogStore;
+
+    use super::*;
+
+    fn write(id: u64, index: u64) -> PersistRequest {
+        let entry = Entry { log_id: LogId::new(1, index), payload: EntryPayload::Command(Bytes::from_static(b"x")) };
+        PersistRequest {
+            id: WriteId(id),
+            hard_state: None,
+            truncate_from: None,
+            entries: vec![entry],
+            purge_upto: None,
+        }
+    }
+
+    /// The rule the event loop's inline writes rest on: once the queue reads idle, the thread
+    /// has carried out everything queued and its completions are already in the channel, so
+    /// a write carried out on the loop's thread now comes after all of them.
+    #[test]
+    fn an_idle_queue_means_every_queued_write_is_done_and_reported_and_an_inline_write_follows_them() {
+        let (completions_tx, mut completions) = tokio::sync::mpsc::unbounded_channel();
+        let (apply_tx, _apply) = tokio::sync::mpsc::unbounded_channel();
+        let task = StorageTask {
+            log: Box::new(MemLogStore::new()),
+            snapshots: Some(SnapshotStore::in_memory()),
+            saving: None,
+            completions: completions_tx,
+            apply: apply_tx,
+            metrics: NodeMetrics::new(1),
+            traces: Arc::new(EntryTraces::new(NodeId(1))),
+        };
+        let (queue, commands) = StorageQueue::new();
+        let (thread, shared) = task.spawn(commands, &queue, 1, SharedTerm::default()).unwrap();
+
+        for id in 1..=50 {
+            queue.send(StorageCommand::Persist(write(id, id)));
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while !queue.is_idle() {
+            assert!(Instant::now() < deadline, "the storage thread never caught up");
+            std::thread::yield_now();
+        }
+        let mut reported = Vec::new();
+        while let Ok(Completion::Persisted(id)) = completions.try_recv() {
+            reported.push(id.0);
+        }
+        assert_eq!(reported.last(), Some(&50), "idle, yet the last write's completion was not sent: {reported:?}");
+
+        shared.lock().unwrap().persist_now(write(51, 51)).unwrap();
+        assert!(matches!(completions.try_recv(), Ok(Completion::Persisted(WriteId(51)))), "reported at once");
+        assert_eq!(shared.lock().unwrap().log.last_log_id().unwrap(), LogId::new(1, 51), "after the 50 queued ones");
+
+        queue.send(StorageCommand::Stop);
+        thread.join().unwrap();
+        assert!(queue.is_idle(), "the stop is counted off too");
+    }
+}
