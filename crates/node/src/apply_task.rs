@@ -12,7 +12,6 @@
 //! (to this thread, and back to the task that answers the client) on every write's answer.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -22,16 +21,13 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
 use crate::application::Application;
+use crate::backlog::Backlog;
 use crate::entry_traces::{EntryTraces, Stage};
 use crate::error::{NodeError, RequestError};
 use crate::messages::{Applied, ApplyCommand, Completion, SequencedApply, StorageCommand, Waiters};
 use crate::metrics::NodeMetrics;
 use crate::storage_task::StorageQueue;
 use crate::term_span::{SharedTerm, TermSpan};
-
-/// Commands for the apply thread whose sequence number was taken (by the event loop, for
-/// itself or the storage thread) and that are not yet carried out.
-pub(crate) type ApplyBacklog = Arc<AtomicUsize>;
 
 /// The apply thread's state, shared with the event loop for [`InlineApply`].
 pub(crate) type SharedApply<S> = Arc<Mutex<ApplyTask<S>>>;
@@ -60,12 +56,13 @@ pub(crate) struct ApplyTask<S> {
 
 impl<S: Application> ApplyTask<S> {
     /// Starts the thread, which carries out the commands `commands` brings in sequence
-    /// order, counting them off `backlog`; its lines carry the node id and the current term.
+    /// order, counting them off `backlog` (counted on when their sequence number is taken,
+    /// by the event loop, for itself or the storage thread); its lines carry the node id and the current term.
     /// Returns the state it shares, for [`InlineApply`].
     pub(crate) fn spawn(
         self,
         commands: UnboundedReceiver<SequencedApply>,
-        backlog: ApplyBacklog,
+        backlog: Backlog,
         node: u64,
         term: SharedTerm,
     ) -> std::io::Result<(JoinHandle<()>, SharedApply<S>)> {
@@ -196,7 +193,7 @@ impl<S: Application> InlineApply for Mutex<ApplyTask<S>> {
 fn run<S: Application>(
     shared: &Mutex<ApplyTask<S>>,
     mut commands: UnboundedReceiver<SequencedApply>,
-    backlog: &AtomicUsize,
+    backlog: &Backlog,
     span: &mut TermSpan,
 ) {
     let lock = || shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -208,7 +205,7 @@ fn run<S: Application>(
         while let Some(command) = early.remove(&task.next_seq) {
             let result = task.carry_out(command);
             // After its completion is sent: an empty backlog means everything is reported.
-            backlog.fetch_sub(1, Ordering::SeqCst);
+            backlog.done(1);
             if let Err(error) = result {
                 tracing::error!(%error, "the state machine failed; the node stops");
                 let _ = task.completions.send(Completion::Failed(error));

@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::application::Application;
-use crate::apply_task::{ApplyBacklog, ApplyTask};
+use crate::apply_task::ApplyTask;
+use crate::backlog::Backlog;
 use crate::entry_cache::EntryCache;
 use crate::entry_traces::EntryTraces;
 use crate::error::NodeError;
@@ -193,7 +194,7 @@ impl<S: Application> NodeBuilder<S> {
         }
         .spawn(storage_rx, &storage_queue, id.0, term.clone())
         .map_err(spawn_error)?;
-        let apply_backlog = ApplyBacklog::default();
+        let apply_backlog = Backlog::default();
         let (apply_thread, apply_state) = ApplyTask {
             state_machine: Arc::clone(&state_machine),
             completions: completions_tx,
@@ -205,7 +206,7 @@ impl<S: Application> NodeBuilder<S> {
             building: None,
             next_seq: 0,
         }
-        .spawn(apply_rx, Arc::clone(&apply_backlog), id.0, term.clone())
+        .spawn(apply_rx, apply_backlog.clone(), id.0, term.clone())
         .map_err(spawn_error)?;
         let event_loop = EventLoop {
             core,

@@ -21,7 +21,8 @@ use d_engine_core::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::apply_task::{ApplyBacklog, InlineApply};
+use crate::apply_task::InlineApply;
+use crate::backlog::Backlog;
 use crate::entry_cache::EntryCache;
 use crate::entry_traces::EntryTraces;
 use crate::error::{NodeError, RequestError};
@@ -52,7 +53,7 @@ pub(crate) struct EventLoop {
     /// The sequence number of the next command for the apply thread.
     pub(crate) apply_seq: u64,
     /// The apply thread's commands not yet carried out (sequence numbers taken).
-    pub(crate) apply_backlog: ApplyBacklog,
+    pub(crate) apply_backlog: Backlog,
     /// The apply thread's state, for a leader's small batches applied here.
     pub(crate) inline_apply: std::sync::Arc<dyn InlineApply>,
     pub(crate) entries: EntryCache,
@@ -371,9 +372,7 @@ impl EventLoop {
     }
 
     fn applies_here(&self, entries: usize) -> bool {
-        self.core.role() == d_engine_core::Role::Leader
-            && entries <= INLINE_APPLY_MAX
-            && self.apply_backlog.load(std::sync::atomic::Ordering::SeqCst) == 0
+        self.core.role() == d_engine_core::Role::Leader && entries <= INLINE_APPLY_MAX && self.apply_backlog.is_clear()
     }
 
     fn send_to_apply(&mut self, command: ApplyCommand) {
@@ -384,7 +383,7 @@ impl EventLoop {
 
     /// The sequence number of a command for the apply thread, counted in its backlog.
     fn next_apply_seq(&mut self) -> u64 {
-        self.apply_backlog.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.apply_backlog.add();
         self.apply_seq += 1;
         self.apply_seq - 1
     }

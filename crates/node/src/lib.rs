@@ -100,6 +100,7 @@
 
 mod application;
 mod apply_task;
+mod backlog;
 mod builder;
 mod entry_cache;
 mod entry_traces;

@@ -15,7 +15,6 @@
 //! back — that on a loaded machine cost tens of microseconds each on a follower's
 //! acknowledgement, which every write of a 3-node cluster waits for.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -24,6 +23,7 @@ use d_engine_core::storage::{LogStore, Snapshot, StorageError};
 use d_engine_core::{LogId, LogIndex, PersistRequest, WriteId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::backlog::Backlog;
 use crate::entry_traces::{EntryTraces, Stage};
 use crate::error::NodeError;
 use crate::messages::{ApplyCommand, Completion, SequencedApply, StorageCommand};
@@ -36,34 +36,33 @@ const GROUP_MAX: usize = 4096;
 /// A log store the storage thread can own.
 pub type BoxedLogStore = Box<dyn LogStore + Send>;
 
-/// The storage thread's queue: every sender counts what it queues, the thread what it has
-/// carried out, so that the event loop can tell when nothing is ahead of a write.
+/// The storage thread's queue, with its [`Backlog`]: every sender counts what it queues,
+/// so that the event loop can tell when nothing is ahead of a write.
 #[derive(Clone)]
 pub(crate) struct StorageQueue {
     commands: UnboundedSender<StorageCommand>,
-    /// Commands queued and not yet carried out (with their completions sent).
-    outstanding: Arc<AtomicUsize>,
+    backlog: Backlog,
 }
 
 impl StorageQueue {
     pub(crate) fn new() -> (StorageQueue, UnboundedReceiver<StorageCommand>) {
         let (commands, receiver) = tokio::sync::mpsc::unbounded_channel();
-        (StorageQueue { commands, outstanding: Arc::default() }, receiver)
+        (StorageQueue { commands, backlog: Backlog::default() }, receiver)
     }
 
     /// Queues `command` for the storage thread.
     pub(crate) fn send(&self, command: StorageCommand) {
-        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        self.backlog.add();
         // The thread ends only after `Stop` or a failure, which is reported as a completion.
         if self.commands.send(command).is_err() {
-            self.outstanding.fetch_sub(1, Ordering::SeqCst);
+            self.backlog.done(1);
         }
     }
 
     /// Whether the thread has carried out everything queued so far and reported it (its
     /// completions are in the channel).
     pub(crate) fn is_idle(&self) -> bool {
-        self.outstanding.load(Ordering::SeqCst) == 0
+        self.backlog.is_clear()
     }
 }
 
@@ -102,10 +101,10 @@ impl StorageTask {
         term: SharedTerm,
     ) -> std::io::Result<(JoinHandle<()>, SharedStorage)> {
         let shared = Arc::new(Mutex::new(self));
-        let (state, outstanding) = (Arc::clone(&shared), Arc::clone(&queue.outstanding));
+        let (state, backlog) = (Arc::clone(&shared), queue.backlog.clone());
         let thread = std::thread::Builder::new().name(format!("d-engine-{node}-storage")).spawn(move || {
             let mut span = TermSpan::new(node, term);
-            run(&state, commands, &outstanding, &mut span)
+            run(&state, commands, &backlog, &mut span)
         })?;
         Ok((thread, shared))
     }
@@ -257,7 +256,7 @@ impl StorageTask {
 fn run(
     shared: &SharedStorage,
     mut commands: UnboundedReceiver<StorageCommand>,
-    outstanding: &AtomicUsize,
+    backlog: &Backlog,
     span: &mut TermSpan,
 ) {
     let lock = || shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -278,7 +277,7 @@ fn run(
         let carried = task.finish_save(false).and_then(|()| task.carry_out(&mut group));
         drop(task);
         // After the completions are sent: an idle queue means they are all in the channel.
-        outstanding.fetch_sub(taken, Ordering::SeqCst);
+        backlog.done(taken);
         match carried {
             Ok(Continue::Yes) => {}
             Ok(Continue::No) => break,
