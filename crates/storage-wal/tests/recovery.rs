@@ -33,6 +33,17 @@ fn append_synced(store: &mut WalLogStore, batch: &[Entry]) {
     store.sync().unwrap();
 }
 
+/// A log with [`SMALL_SEGMENTS`] holding entries 1..=`last` of term 1 (100 bytes each),
+/// synced in batches of ten (`last` a multiple of ten): many segments.
+fn small_segment_log(last: u64) -> (tempfile::TempDir, WalLogStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = WalLogStore::open_with(dir.path(), SMALL_SEGMENTS).unwrap();
+    for first in (1..=last).step_by(10) {
+        append_synced(&mut store, &entries(1, first, first + 9, 100));
+    }
+    (dir, store)
+}
+
 fn all_entries(store: &WalLogStore) -> Vec<Entry> {
     let first = store.last_purged().unwrap().index.next();
     store.entries(first..=store.last_log_id().unwrap().index).unwrap()
@@ -203,11 +214,7 @@ fn segments_roll_over_and_reads_span_them_synced_or_not() {
 
 #[test]
 fn a_purge_removes_the_segments_below_it_and_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = WalLogStore::open_with(dir.path(), SMALL_SEGMENTS).unwrap();
-    for first in (1..=400).step_by(10) {
-        append_synced(&mut store, &entries(1, first, first + 9, 100));
-    }
+    let (dir, mut store) = small_segment_log(400);
     let before = segment_files(dir.path());
 
     store.purge_prefix(LogId::new(1, 300)).unwrap();
@@ -235,11 +242,7 @@ fn a_purge_removes_the_segments_below_it_and_survives_a_reopen() {
 
 #[test]
 fn segments_a_crash_left_behind_after_a_durable_purge_are_removed_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = WalLogStore::open_with(dir.path(), SMALL_SEGMENTS).unwrap();
-    for first in (1..=200).step_by(10) {
-        append_synced(&mut store, &entries(1, first, first + 9, 100));
-    }
+    let (dir, mut store) = small_segment_log(200);
     let saved = copy_of(dir.path());
     store.purge_prefix(LogId::new(1, 150)).unwrap();
     store.sync().unwrap();
@@ -264,11 +267,7 @@ fn segments_a_crash_left_behind_after_a_durable_purge_are_removed_at_open() {
 
 #[test]
 fn a_truncation_into_an_earlier_segment_then_appends_survive_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = WalLogStore::open_with(dir.path(), SMALL_SEGMENTS).unwrap();
-    for first in (1..=200).step_by(10) {
-        append_synced(&mut store, &entries(1, first, first + 9, 100));
-    }
+    let (dir, mut store) = small_segment_log(200);
     let first_segment_holding_50 = segment_files(dir.path()).len();
     assert!(first_segment_holding_50 > 4);
 
