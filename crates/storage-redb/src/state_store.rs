@@ -576,12 +576,24 @@ mod tests {
         // A durable batch waits for the background commit, so the older value of c cannot
         // land after it.
         store.write_batch(&[put(b"c", b"3000")], LogId::new(1, 5)).unwrap();
+        assert!(store.background.is_none() && store.flushing.is_none(), "the durable batch waited for it");
         drop(store);
         let reopened = RedbStateStore::open(dir.path()).unwrap();
         assert_eq!(reopened.applied().unwrap(), LogId::new(1, 5));
         let mut durable = expected;
         durable[2] = pair(b"c", b"3000");
         assert_eq!(everything(&reopened), durable);
+    }
+
+    #[test]
+    fn an_export_job_waits_for_the_background_sync_so_its_view_holds_those_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_overlay(dir.path());
+        let expected = store.export().unwrap();
+        store.sync_in_background().unwrap();
+        let job = store.export_job().unwrap();
+        assert!(store.background.is_none() && store.flushing.is_none(), "the job's read began after the commit");
+        assert_eq!(job().unwrap(), expected);
     }
 
     #[test]
