@@ -112,11 +112,13 @@ impl StorageTask {
     /// Carries out one write of the core here and now, as the thread would (see the module
     /// docs): only when nothing is queued ahead of it.
     pub(crate) fn persist_now(&mut self, write: PersistRequest) -> Result<(), StorageError> {
-        self.finish_save(false)?;
         self.carry_out(&mut vec![StorageCommand::Persist(write)]).map(drop)
     }
 
+    /// Carries out `group` in order, after taking back a finished snapshot save, then syncs
+    /// once and reports the last write durable.
     fn carry_out(&mut self, group: &mut Vec<StorageCommand>) -> Result<Continue, StorageError> {
+        self.finish_save(false)?;
         let mut last_write: Option<WriteId> = None;
         let mut writes = 0u32;
         let mut stop = false;
@@ -274,7 +276,7 @@ fn run(
         }
         let taken = group.len();
         let mut task = lock();
-        let carried = task.finish_save(false).and_then(|()| task.carry_out(&mut group));
+        let carried = task.carry_out(&mut group);
         drop(task);
         // After the completions are sent: an idle queue means they are all in the channel.
         backlog.done(taken);
