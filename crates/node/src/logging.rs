@@ -86,7 +86,8 @@ where
         |error: &dyn std::fmt::Display| LoggingError::Filter { filter: filter_text.clone(), reason: error.to_string() };
     let mut filter = EnvFilter::try_new(&filter_text).map_err(|error| filter_error(&error))?;
     // Spans made for the exporter stay out of log lines unless RUST_LOG asks for them.
-    if !from_env.is_some_and(|text| text.contains(TRACE_TARGET)) {
+    let spans_logged = from_env.is_some_and(|text| text.contains(TRACE_TARGET));
+    if !spans_logged {
         filter = filter.add_directive(format!("{TRACE_TARGET}=off").parse().map_err(|error| filter_error(&error))?);
     }
     let lines = tracing_subscriber::fmt::layer().with_writer(writer).with_target(false);
@@ -94,7 +95,7 @@ where
         LogFormat::Human => lines.with_ansi(colours).with_filter(filter).boxed(),
         LogFormat::Json => lines.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed(),
     };
-    let (exporter, guard) = telemetry::exporter_layer(tracing)?;
+    let (exporter, guard) = telemetry::exporter_layer(tracing, spans_logged)?;
     tracing_subscriber::registry().with(lines).with(exporter).try_init().map_err(|_| LoggingError::AlreadyInstalled)?;
     Ok(guard)
 }

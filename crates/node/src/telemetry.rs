@@ -41,8 +41,9 @@ use crate::settings::TracingSettings;
 const PEER_RPC_PREFIX: &str = "/dengine.raft.v1.";
 
 /// The fraction of requests without a trace context that start a trace: `f64` bits, set
-/// by [`crate::init_telemetry`] from `tracing.sample_ratio` (1.0 until then, so that an
-/// application's own OpenTelemetry subscriber sees every request).
+/// by [`crate::init_telemetry`] and [`crate::init_logging`] ([`exporter_layer`]): from
+/// `tracing.sample_ratio` with an exporter, 0 without one. 1.0 when neither was called, so
+/// that an application's own OpenTelemetry subscriber sees every request.
 static SAMPLE_RATIO: AtomicU64 = AtomicU64::new(1.0f64.to_bits());
 
 /// Sets the fraction of requests that start a trace (clamped to 0.0..=1.0).
@@ -127,14 +128,20 @@ impl Drop for TelemetryGuard {
 pub(crate) type BoxedLayer<S> = Box<dyn Layer<S> + Send + Sync>;
 
 /// The layer that exports d-engine's trace spans (and the application's own, at `info`
-/// and above) when `settings.otlp_endpoint` is set, with its guard.
+/// and above) when `settings.otlp_endpoint` is set, with its guard; sets the sampling.
+///
+/// Without an endpoint nothing would receive the spans: requests start no trace (a span
+/// per request and per proposal costs ~3% of a busy leader's CPU), unless `spans_logged`
+/// (`RUST_LOG` names the trace target), where every request is traced into the log lines.
 pub(crate) fn exporter_layer<S>(
     settings: &TracingSettings,
+    spans_logged: bool,
 ) -> Result<(Option<BoxedLayer<S>>, TelemetryGuard), LoggingError>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
     let Some(endpoint) = &settings.otlp_endpoint else {
+        set_sample_ratio(if spans_logged { 1.0 } else { 0.0 });
         return Ok((
             None,
             TelemetryGuard {
@@ -219,5 +226,13 @@ mod tests {
         assert!((2_000..3_000).contains(&started), "ratio 0.25 started {started} of 10,000");
         set_sample_ratio(7.0);
         assert!((0..1000).all(|_| start_trace()), "a ratio above 1 is clamped to 1: every request");
+
+        // (Same test: the ratio is one per process.) Without an exporter no request starts a
+        // trace, unless the trace spans go to the log lines.
+        let no_exporter = TracingSettings { otlp_endpoint: None, ..TracingSettings::default() };
+        exporter_layer::<tracing_subscriber::Registry>(&no_exporter, false).expect("no exporter to build");
+        assert!((0..1000).all(|_| !start_trace()), "nothing would receive the spans: no request is traced");
+        exporter_layer::<tracing_subscriber::Registry>(&no_exporter, true).expect("no exporter to build");
+        assert!((0..1000).all(|_| start_trace()), "RUST_LOG names the trace target: every request is traced");
     }
 }
