@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `bytes` fields decode to `bytes::Bytes`: keys and values are slices of the
         // received buffer and are stored without a copy.
         .bytes(".")
+        // Small per-call buffers (src/codec.rs).
+        .codec_path("crate::codec::KvCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

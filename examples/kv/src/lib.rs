@@ -41,6 +41,7 @@
 //! [`StateStore`]: d_engine_core::storage::StateStore
 
 mod application;
+pub mod codec;
 mod commands;
 mod error;
 mod node_replica;
