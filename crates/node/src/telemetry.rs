@@ -230,9 +230,10 @@ mod tests {
         // (Same test: the ratio is one per process.) Without an exporter no request starts a
         // trace, unless the trace spans go to the log lines.
         let no_exporter = TracingSettings { otlp_endpoint: None, ..TracingSettings::default() };
-        exporter_layer::<tracing_subscriber::Registry>(&no_exporter, false).expect("no exporter to build");
+        let (layer, _guard) = exporter_layer::<tracing_subscriber::Registry>(&no_exporter, false).expect("no exporter");
+        assert!(layer.is_none(), "no endpoint, no exporter layer");
         assert!((0..1000).all(|_| !start_trace()), "nothing would receive the spans: no request is traced");
-        exporter_layer::<tracing_subscriber::Registry>(&no_exporter, true).expect("no exporter to build");
+        let (_layer, _guard) = exporter_layer::<tracing_subscriber::Registry>(&no_exporter, true).expect("no exporter");
         assert!((0..1000).all(|_| start_trace()), "RUST_LOG names the trace target: every request is traced");
     }
 }
