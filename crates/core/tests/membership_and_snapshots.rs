@@ -134,7 +134,7 @@ fn snapshot_at(term: u64, index: u64, voters: u64) -> Snapshot {
 }
 
 fn install(follower: &mut TestNode, from: u64, snapshot: &Snapshot) -> harness::Drained {
-    let checksum = d_engine_core::storage::codec::checksum(&snapshot.data);
+    let checksum = d_engine_core::storage::codec::bulk_checksum(&snapshot.data);
     follower.receive(
         from,
         Message::InstallSnapshot {
@@ -205,7 +205,7 @@ fn a_snapshot_behind_the_commit_index_is_answered_as_held_and_never_installed() 
 fn a_lost_chunk_is_resumed_from_the_last_confirmed_offset() {
     let mut follower = TestNode::new(2, 3, config());
     let snapshot = Snapshot { data: Bytes::from_static(b"0123456789"), ..snapshot_at(2, 5, 3) };
-    let checksum = d_engine_core::storage::codec::checksum(&snapshot.data);
+    let checksum = d_engine_core::storage::codec::bulk_checksum(&snapshot.data);
     let chunk = |offset: usize, end: usize| Message::InstallSnapshot {
         term: Term(2),
         meta: snapshot.meta.clone(),

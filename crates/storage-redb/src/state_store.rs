@@ -47,7 +47,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use d_engine_core::LogId;
 use d_engine_core::storage::{
-    ExportJob, StateStore, StateWrite, StorageError, codec, decode_export, encode_export, rules,
+    ExportJob, ExportWriter, StateStore, StateWrite, StorageError, codec, decode_export, encode_export, rules,
 };
 use d_engine_storage_fs::FailClosed;
 use d_engine_storage_fs::error::corrupt;
@@ -452,16 +452,14 @@ impl StateStore for RedbStateStore {
         let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
         let (path, applied) = (self.path.clone(), self.applied);
         Ok(Box::new(move || {
+            let export = |error| error::database(&path, "export", error);
             let table = txn.open_table(PAIRS).map_err(|error| error::database(&path, "open pairs table", error))?;
-            let pairs = table
-                .iter()
-                .and_then(|items| {
-                    items
-                        .map(|item| item.map(|(key, value)| pair(key.value(), value.value())))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(|error| error::database(&path, "export", error))?;
-            Ok(encode_export(applied, &pairs))
+            let mut writer = ExportWriter::with_capacity(applied, 0);
+            for item in table.iter().map_err(export)? {
+                let (key, value) = item.map_err(export)?;
+                writer.push(key.value(), value.value());
+            }
+            Ok(writer.finish())
         }))
     }
 

@@ -14,7 +14,7 @@ use crate::durability::Dependency;
 use crate::message::{Message, SnapshotOutcome};
 use crate::output::{Output, SnapshotError};
 use crate::replication::{ProgressState, SnapshotSend, SnapshotTick};
-use crate::storage::codec::checksum;
+use crate::storage::codec::bulk_checksum;
 use crate::storage::{Snapshot, SnapshotMeta};
 use crate::types::{LogId, LogIndex, NodeId, Term};
 
@@ -217,7 +217,7 @@ impl Raft {
             self.answer_snapshot_chunk(from, last_included, received);
             return;
         }
-        if received != incoming.total_bytes || checksum(&incoming.buffer) != incoming.checksum {
+        if received != incoming.total_bytes || bulk_checksum(&incoming.buffer) != incoming.checksum {
             // Damaged in transit: start this snapshot over.
             self.incoming_snapshot = None;
             self.answer_snapshot_chunk(from, last_included, 0);

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::storage::Snapshot;
-use crate::storage::codec::checksum;
+use crate::storage::codec::bulk_checksum;
 
 #[derive(Debug)]
 pub(crate) struct SnapshotSend {
@@ -31,7 +31,7 @@ pub(crate) enum SnapshotTick {
 
 impl SnapshotSend {
     pub(crate) fn new(snapshot: Snapshot) -> SnapshotSend {
-        let checksum = checksum(&snapshot.data);
+        let checksum = bulk_checksum(&snapshot.data);
         SnapshotSend { snapshot, checksum, acked: 0, in_flight: false, idle_ticks: 0 }
     }
 

@@ -22,9 +22,35 @@ use crate::types::{Entry, EntryPayload, HardState, LogId, LogIndex, NodeId, Term
 /// The version byte written in front of every record.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// 64-bit FNV-1a: small, dependency-free, and enough to detect torn and flipped records.
+/// 64-bit FNV-1a: small, and enough to detect torn and flipped records.
 pub fn checksum(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The checksum of whole-state blobs — state exports, snapshot files, snapshots sent to a
+/// follower — which run to many megabytes: CRC-32 (IEEE, hardware-accelerated where the
+/// CPU has it, ~10x faster than [`checksum`]'s byte-at-a-time FNV-1a), widened to `u64`.
+/// Built in pieces with [`BulkChecksum`].
+pub fn bulk_checksum(data: &[u8]) -> u64 {
+    let mut sum = BulkChecksum::default();
+    sum.update(data);
+    sum.finish()
+}
+
+/// [`bulk_checksum`] over data that arrives in pieces.
+#[derive(Clone, Debug, Default)]
+pub struct BulkChecksum(crc32fast::Hasher);
+
+impl BulkChecksum {
+    /// Adds `data` after everything added before.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The checksum of everything added.
+    pub fn finish(self) -> u64 {
+        u64::from(self.0.finalize())
+    }
 }
 
 fn seal(mut out: BytesMut) -> Bytes {

@@ -18,4 +18,4 @@ mod state_store;
 pub use error::StorageError;
 pub use log_store::{LogStore, RecoveredLog};
 pub use state_machine::{Snapshot, SnapshotJob, SnapshotMeta, StateMachine};
-pub use state_store::{ExportJob, StateStore, StateWrite, decode_export, encode_export};
+pub use state_store::{ExportJob, ExportWriter, StateStore, StateWrite, decode_export, encode_export};

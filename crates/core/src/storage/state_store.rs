@@ -1,7 +1,7 @@
 use bytes::Bytes;
 
 use super::StorageError;
-use super::codec::checksum as fnv1a;
+use super::codec::{bulk_checksum, checksum};
 use crate::types::LogId;
 
 /// One change in a [`StateStore::write_batch`].
@@ -135,36 +135,76 @@ impl<T: StateStore + ?Sized> StateStore for Box<T> {
 /// An export to run later, possibly on another thread (see [`StateStore::export_job`]).
 pub type ExportJob = Box<dyn FnOnce() -> Result<Bytes, StorageError> + Send>;
 
-const EXPORT_MAGIC: &[u8; 8] = b"DENGST01";
+/// The export format: magic, applied id, pair count, pairs, [`bulk_checksum`].
+const EXPORT_MAGIC: &[u8; 8] = b"DENGST02";
+/// The first format: the same layout with the FNV-1a [`checksum`]; still read.
+const EXPORT_MAGIC_FNV: &[u8; 8] = b"DENGST01";
+/// Where the pair count sits: after the magic and the applied id.
+const EXPORT_COUNT_AT: usize = 8 + 16;
 
 /// Encodes a state-store export: magic, applied id, pairs, and a trailing checksum, so
-/// that any adapter can import what any other exported.
+/// that any adapter can import what any other exported. [`ExportWriter`] builds the same
+/// bytes pair by pair, without the list.
 pub fn encode_export(applied: LogId, pairs: &[(Bytes, Bytes)]) -> Bytes {
     let payload: usize = pairs.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(8 + 24 + payload + 8);
-    out.extend_from_slice(EXPORT_MAGIC);
-    out.extend_from_slice(&applied.term.0.to_le_bytes());
-    out.extend_from_slice(&applied.index.0.to_le_bytes());
-    out.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    let mut writer = ExportWriter::with_capacity(applied, payload);
     for (key, value) in pairs {
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        out.extend_from_slice(value);
+        writer.push(key, value);
     }
-    let checksum = fnv1a(&out);
-    out.extend_from_slice(&checksum.to_le_bytes());
-    Bytes::from(out)
+    writer.finish()
+}
+
+/// Builds an export ([`encode_export`]'s format) one pair at a time, in key order, straight
+/// from a store's iterator: the pairs are copied once, into the export.
+#[derive(Debug)]
+pub struct ExportWriter {
+    out: Vec<u8>,
+    pairs: u64,
+}
+
+impl ExportWriter {
+    /// An export of the state at `applied`, with room for `payload_bytes` of pairs (8 bytes
+    /// of lengths per pair, plus keys and values) before it grows.
+    pub fn with_capacity(applied: LogId, payload_bytes: usize) -> ExportWriter {
+        let mut out = Vec::with_capacity(EXPORT_COUNT_AT + 8 + payload_bytes + 8);
+        out.extend_from_slice(EXPORT_MAGIC);
+        out.extend_from_slice(&applied.term.0.to_le_bytes());
+        out.extend_from_slice(&applied.index.0.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes()); // the pair count, set by `finish`
+        ExportWriter { out, pairs: 0 }
+    }
+
+    /// Appends one pair; keys come in ascending order, each once.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(key);
+        self.out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(value);
+        self.pairs += 1;
+    }
+
+    /// The export: the pair count written in, the checksum appended.
+    pub fn finish(mut self) -> Bytes {
+        self.out[EXPORT_COUNT_AT..EXPORT_COUNT_AT + 8].copy_from_slice(&self.pairs.to_le_bytes());
+        let sum = bulk_checksum(&self.out);
+        self.out.extend_from_slice(&sum.to_le_bytes());
+        Bytes::from(self.out)
+    }
 }
 
 /// Decodes [`encode_export`]'s format; any truncation, bad magic or checksum mismatch is `Corrupt`.
 pub fn decode_export(data: &[u8]) -> Result<(LogId, Vec<(Bytes, Bytes)>), StorageError> {
     let corrupt = |reason: &str| StorageError::Corrupt { location: "state export".into(), reason: reason.into() };
-    if data.len() < EXPORT_MAGIC.len() + 32 || &data[..8] != EXPORT_MAGIC {
-        return Err(corrupt("missing header or unknown format"));
+    if data.len() < EXPORT_MAGIC.len() + 32 {
+        return Err(corrupt("missing header"));
     }
+    let sum: fn(&[u8]) -> u64 = match &data[..8] {
+        magic if magic == EXPORT_MAGIC => bulk_checksum,
+        magic if magic == EXPORT_MAGIC_FNV => checksum,
+        _ => return Err(corrupt("unknown format")),
+    };
     let (body, tail) = data.split_at(data.len() - 8);
-    if fnv1a(body).to_le_bytes() != tail {
+    if sum(body).to_le_bytes() != tail {
         return Err(corrupt("checksum mismatch"));
     }
     let mut reader = Reader { data: &body[8..] };
@@ -220,5 +260,22 @@ mod tests {
         flipped[20] ^= 1;
         assert!(matches!(decode_export(&flipped), Err(StorageError::Corrupt { .. })));
         assert!(matches!(decode_export(&encoded[..encoded.len() - 3]), Err(StorageError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn an_export_in_the_first_format_still_decodes_and_an_unknown_one_is_refused() {
+        let pairs = vec![(Bytes::from_static(b"k"), Bytes::from_static(b"v"))];
+        let current = encode_export(LogId::new(2, 5), &pairs);
+        // The first format: the same bytes under its own magic, sealed with FNV-1a.
+        let mut first = current[..current.len() - 8].to_vec();
+        first[..8].copy_from_slice(EXPORT_MAGIC_FNV);
+        let sum = checksum(&first);
+        first.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(decode_export(&first).unwrap(), (LogId::new(2, 5), pairs));
+
+        let mut unknown = current.to_vec();
+        unknown[7] = b'9';
+        let Err(StorageError::Corrupt { reason, .. }) = decode_export(&unknown) else { panic!("an unknown magic") };
+        assert!(reason.contains("unknown format"), "{reason}");
     }
 }
