@@ -9,6 +9,13 @@
 //! Shaped like etcd's own `benchmark` tool (`tools/benchmark`): `--conns` gRPC connections
 //! (HTTP/2, multiplexed), `--clients` concurrent clients spread over them round-robin, each
 //! doing its operations one after another until `--total` are done.
+//!
+//! The connections are shared out over `--threads` threads (by default one per CPU, at most
+//! one per connection), each running its connections and their clients on a single-threaded
+//! runtime: a connection, its clients and its HTTP/2 task are never woken across threads,
+//! and the requests its clients make while the connection's task waits leave in one write
+//! (a multi-threaded runtime ran the connection's task after every request: a write, and a
+//! wake-up of the server, per request).
 //! - `put`: 8-byte sequential keys (the operation's number, big-endian, padded to
 //!   `--key-size`), 256-byte values (`--value-size`);
 //! - `range` / `range-serializable`: like `benchmark range foo --consistency=l|s`, every
@@ -77,6 +84,10 @@ struct Cli {
     /// Print `progress N` lines on stderr while running.
     #[arg(long)]
     progress: bool,
+    /// Threads, each running its share of the connections (default: one per CPU, at most
+    /// one per connection).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
 }
 
 /// The operation a run repeats.
@@ -100,11 +111,26 @@ impl Workload {
     }
 }
 
-/// What one client saw.
+/// What one client saw, or several together.
 struct ClientResult {
     latencies_us: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
+}
+
+impl Default for ClientResult {
+    fn default() -> Self {
+        ClientResult { latencies_us: new_histogram(), errors: 0, first_error: None }
+    }
+}
+
+impl ClientResult {
+    fn add(&mut self, other: ClientResult) -> Result<(), String> {
+        self.latencies_us.add(&other.latencies_us).map_err(|error| error.to_string())?;
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
@@ -113,11 +139,7 @@ fn main() -> ExitCode {
         eprintln!("d-engine-kv-bench: error: --clients ({}) must be at least --conns ({})", cli.clients, cli.conns);
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
-    };
-    match runtime.block_on(run(cli)) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
@@ -128,59 +150,102 @@ fn fail(error: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// A single-threaded runtime: the set-up's, and each load thread's.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start a runtime: {error}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let setup = runtime()?;
     let leader = match &cli.leader_endpoint {
         Some(endpoint) => endpoint.clone(),
-        None => find_leader(&cli.endpoints).await?,
+        None => setup.block_on(find_leader(&cli.endpoints))?,
     };
-    let mut channels = Vec::new();
-    for _ in 0..cli.conns {
-        // One HTTP/2 connection per channel: a channel built with `connect` holds one.
-        let channel = endpoint(&leader)?
-            .connect()
-            .await
-            .map_err(|error| format!("cannot connect to the leader {leader}: {error}"))?;
-        channels.push(channel);
-    }
     let value = Bytes::from(vec![b'v'; cli.value_size]);
     if cli.workload != Workload::Put {
         // Not timed: the key every range reads.
         let request = PutRequest { key: Bytes::from_static(RANGE_KEY), value: value.clone(), ..Default::default() };
-        KvClient::new(channels[0].clone())
-            .put(request)
-            .await
-            .map_err(|status| format!("cannot write the key the ranges read: {status}"))?;
+        setup
+            .block_on(async { KvClient::new(connect(&leader).await?).put(request).await.map_err(|s| s.to_string()) })
+            .map_err(|error| format!("cannot write the key the ranges read: {error}"))?;
     }
+    drop(setup);
 
-    let next_op = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let progress = cli.progress.then(|| spawn_progress(done.clone()));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for client in 0..cli.clients {
-        let kv = KvClient::new(channels[(client % cli.conns) as usize].clone());
-        let job = Job {
-            workload: cli.workload,
-            total: cli.total,
-            key_size: cli.key_size as usize,
-            value: value.clone(),
-            timeout: Duration::from_millis(cli.request_timeout_ms),
-        };
-        tasks.push(tokio::spawn(job.run(kv, next_op.clone(), done.clone())));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let threads = cli.threads.unwrap_or(cpus).min(cli.conns);
+    let job = Job {
+        workload: cli.workload,
+        total: cli.total,
+        key_size: cli.key_size as usize,
+        value,
+        timeout: Duration::from_millis(cli.request_timeout_ms),
+        next_op: Arc::new(AtomicU64::new(0)),
+        done: Arc::new(AtomicU64::new(0)),
+    };
+    // Every thread connects, then all start together: connecting is not timed.
+    let start = Arc::new(std::sync::Barrier::new(threads as usize + 1));
+    let mut workers = Vec::new();
+    for thread in 0..threads {
+        // Connection `c` belongs to thread `c % threads`; client `k` uses connection `k % conns`.
+        let conns: Vec<u32> = (thread..cli.conns).step_by(threads as usize).collect();
+        let clients: Vec<u32> = (0..cli.clients).filter(|client| conns.contains(&(client % cli.conns))).collect();
+        let (job, start, leader, all_conns) = (job.clone(), Arc::clone(&start), leader.clone(), cli.conns);
+        let worker = std::thread::Builder::new()
+            .name(format!("load-{thread}"))
+            .spawn(move || -> Result<ClientResult, String> {
+                let runtime = runtime();
+                let connected = runtime.as_ref().map_err(Clone::clone).and_then(|runtime| {
+                    runtime.block_on(async {
+                        let mut channels = std::collections::HashMap::new();
+                        for conn in conns {
+                            channels.insert(conn, connect(&leader).await?);
+                        }
+                        Ok::<_, String>(channels)
+                    })
+                });
+                start.wait();
+                let (runtime, channels) = (runtime?, connected?);
+                runtime.block_on(async {
+                    let tasks: Vec<_> = clients
+                        .into_iter()
+                        .map(|client| {
+                            let kv = KvClient::new(channels[&(client % all_conns)].clone());
+                            tokio::spawn(job.clone().run(kv))
+                        })
+                        .collect();
+                    let mut result = ClientResult::default();
+                    for task in tasks {
+                        result.add(task.await.map_err(|error| format!("a client task failed: {error}"))?)?;
+                    }
+                    Ok(result)
+                })
+            })
+            .map_err(|error| format!("cannot start a load thread: {error}"))?;
+        workers.push(worker);
     }
-    let mut latencies_us = new_histogram();
-    let (mut errors, mut first_error) = (0, None);
-    for task in tasks {
-        let result = task.await.map_err(|error| format!("a client task failed: {error}"))?;
-        latencies_us.add(&result.latencies_us).map_err(|error| error.to_string())?;
-        errors += result.errors;
-        first_error = first_error.or(result.first_error);
+    let progress = cli.progress.then(|| spawn_progress(Arc::clone(&job.done)));
+    start.wait();
+    let started = Instant::now();
+    let mut total = ClientResult::default();
+    let mut failure = None;
+    for worker in workers {
+        match worker.join().unwrap_or_else(|_| Err("a load thread panicked".into())) {
+            Ok(result) => total.add(result)?,
+            Err(error) => failure = failure.or(Some(error)),
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(progress) = progress {
-        progress.abort();
-        eprintln!("progress {}", done.load(Ordering::Relaxed));
+        progress.stop();
+        eprintln!("progress {}", job.done.load(Ordering::Relaxed));
     }
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let ClientResult { latencies_us, errors, first_error } = total;
     let ms = |us: f64| (us / 1000.0 * 1000.0).round() / 1000.0;
     let quantile = |q: f64| ms(latencies_us.value_at_quantile(q) as f64);
     let ops = latencies_us.len();
@@ -207,26 +272,31 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// One client's share of the run: operations taken from a shared counter until `total`.
+#[derive(Clone)]
 struct Job {
     workload: Workload,
     total: u64,
     key_size: usize,
     value: Bytes,
     timeout: Duration,
+    /// The next operation's number, over all clients of all threads.
+    next_op: Arc<AtomicU64>,
+    /// Operations done, over all clients of all threads.
+    done: Arc<AtomicU64>,
 }
 
 impl Job {
-    async fn run(self, mut kv: KvClient<Channel>, next_op: Arc<AtomicU64>, done: Arc<AtomicU64>) -> ClientResult {
-        let mut result = ClientResult { latencies_us: new_histogram(), errors: 0, first_error: None };
+    async fn run(self, mut kv: KvClient<Channel>) -> ClientResult {
+        let mut result = ClientResult::default();
         loop {
-            let op = next_op.fetch_add(1, Ordering::Relaxed);
+            let op = self.next_op.fetch_add(1, Ordering::Relaxed);
             if op >= self.total {
                 return result;
             }
             let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, self.call(&mut kv, op)).await;
             let elapsed_us = started.elapsed().as_micros().min(u128::from(LATENCY_MAX_US)) as u64;
-            done.fetch_add(1, Ordering::Relaxed);
+            self.done.fetch_add(1, Ordering::Relaxed);
             let error = match outcome {
                 Ok(Ok(())) => {
                     result.latencies_us.saturating_record(elapsed_us.max(1));
@@ -276,6 +346,11 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
 }
 
+/// One HTTP/2 connection to `address`: a channel built with `connect` holds one.
+async fn connect(address: &str) -> Result<Channel, String> {
+    endpoint(address)?.connect().await.map_err(|error| format!("cannot connect to the leader {address}: {error}"))
+}
+
 fn endpoint(address: &str) -> Result<Endpoint, String> {
     let url = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
     Ok(Endpoint::from_shared(url.clone())
@@ -315,16 +390,32 @@ async fn member_status(address: &str) -> Result<(u64, u64), String> {
     Ok((member_id, status.leader))
 }
 
-fn spawn_progress(done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// The `progress N` printer: a thread of its own, until stopped.
+struct Progress {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Progress {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn spawn_progress(done: Arc<AtomicU64>) -> Progress {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
         let mut last = u64::MAX;
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        while !stopped.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
             let now = done.load(Ordering::Relaxed);
             if now != last {
                 eprintln!("progress {now}");
                 last = now;
             }
         }
-    })
+    });
+    Progress { stop, thread }
 }
