@@ -4,8 +4,9 @@
 //! snapshot's metadata written as the log codec's membership entry at `last_included`
 //! (so the one membership encoding is reused), the checksum is the codec's
 //! `bulk_checksum` (CRC-32) over everything before it; a file of the first format
-//! (`DENGSNP1`, FNV-1a) is still read. The data is written and read without a copy of it. A save writes `snapshot.tmp`, syncs it, renames it over `snapshot` and syncs
-//! the directory: after a crash either the old or the new snapshot is there, whole.
+//! (`DENGSNP1`, FNV-1a) is still read. The data is written and read without a copy of it.
+//! A save writes `snapshot.tmp`, syncs it, renames it over `snapshot` and syncs the
+//! directory: after a crash either the old or the new snapshot is there, whole.
 
 use std::fs;
 use std::io::Write;

@@ -454,7 +454,7 @@ impl StateStore for RedbStateStore {
         Ok(Box::new(move || {
             let export = |error| error::database(&path, "export", error);
             let table = txn.open_table(PAIRS).map_err(|error| error::database(&path, "open pairs table", error))?;
-            let mut writer = ExportWriter::with_capacity(applied, 0);
+            let mut writer = ExportWriter::new(applied);
             for item in table.iter().map_err(export)? {
                 let (key, value) = item.map_err(export)?;
                 writer.push(key.value(), value.value());

@@ -163,6 +163,11 @@ pub struct ExportWriter {
 }
 
 impl ExportWriter {
+    /// An export of the state at `applied`, growing as pairs come.
+    pub fn new(applied: LogId) -> ExportWriter {
+        ExportWriter::with_capacity(applied, 0)
+    }
+
     /// An export of the state at `applied`, with room for `payload_bytes` of pairs (8 bytes
     /// of lengths per pair, plus keys and values) before it grows.
     pub fn with_capacity(applied: LogId, payload_bytes: usize) -> ExportWriter {

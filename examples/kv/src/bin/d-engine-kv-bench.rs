@@ -195,34 +195,7 @@ fn run(cli: Cli) -> Result<(), String> {
         let (job, start, leader, all_conns) = (job.clone(), Arc::clone(&start), leader.clone(), cli.conns);
         let worker = std::thread::Builder::new()
             .name(format!("load-{thread}"))
-            .spawn(move || -> Result<ClientResult, String> {
-                let runtime = runtime();
-                let connected = runtime.as_ref().map_err(Clone::clone).and_then(|runtime| {
-                    runtime.block_on(async {
-                        let mut channels = std::collections::HashMap::new();
-                        for conn in conns {
-                            channels.insert(conn, connect(&leader).await?);
-                        }
-                        Ok::<_, String>(channels)
-                    })
-                });
-                start.wait();
-                let (runtime, channels) = (runtime?, connected?);
-                runtime.block_on(async {
-                    let tasks: Vec<_> = clients
-                        .into_iter()
-                        .map(|client| {
-                            let kv = KvClient::new(channels[&(client % all_conns)].clone());
-                            tokio::spawn(job.clone().run(kv))
-                        })
-                        .collect();
-                    let mut result = ClientResult::default();
-                    for task in tasks {
-                        result.add(task.await.map_err(|error| format!("a client task failed: {error}"))?)?;
-                    }
-                    Ok(result)
-                })
-            })
+            .spawn(move || load_thread(&leader, &conns, all_conns, clients, &job, &start))
             .map_err(|error| format!("cannot start a load thread: {error}"))?;
         workers.push(worker);
     }
@@ -269,6 +242,46 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// One load thread: connects `conns` (of `all_conns`) on a runtime of its own, waits at
+/// `start` until every thread has, then runs `clients` (client `k` on connection
+/// `k % all_conns`) to the end of the run.
+fn load_thread(
+    leader: &str,
+    conns: &[u32],
+    all_conns: u32,
+    clients: Vec<u32>,
+    job: &Job,
+    start: &std::sync::Barrier,
+) -> Result<ClientResult, String> {
+    let runtime = runtime();
+    let connected = runtime.as_ref().map_err(Clone::clone).and_then(|runtime| {
+        runtime.block_on(async {
+            let mut channels = std::collections::HashMap::new();
+            for &conn in conns {
+                channels.insert(conn, connect(leader).await?);
+            }
+            Ok::<_, String>(channels)
+        })
+    });
+    // Reached on failure too: the other threads and the clock wait for every thread.
+    start.wait();
+    let (runtime, channels) = (runtime?, connected?);
+    runtime.block_on(async {
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|client| {
+                let kv = KvClient::new(channels[&(client % all_conns)].clone());
+                tokio::spawn(job.clone().run(kv))
+            })
+            .collect();
+        let mut result = ClientResult::default();
+        for task in tasks {
+            result.add(task.await.map_err(|error| format!("a client task failed: {error}"))?)?;
+        }
+        Ok(result)
+    })
 }
 
 /// One client's share of the run: operations taken from a shared counter until `total`.
