@@ -32,7 +32,9 @@
 //! progress bar). Exit codes: 0 when the run completed (even with errors), 2 for bad
 //! usage, 1 when no leader or no connection could be had.
 
+use std::cell::RefCell;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -111,7 +113,7 @@ impl Workload {
     }
 }
 
-/// What one client saw, or several together.
+/// What the clients of a thread saw, or of several threads together.
 struct ClientResult {
     latencies_us: Histogram<u64>,
     errors: u64,
@@ -268,20 +270,23 @@ fn load_thread(
     // Reached on failure too: the other threads and the clock wait for every thread.
     start.wait();
     let (runtime, channels) = (runtime?, connected?);
-    runtime.block_on(async {
+    // The thread's clients record into one result (one histogram per thread, not per client:
+    // a histogram up to LATENCY_MAX_US at 3 digits is ~140 KB to allocate and merge).
+    let result = Rc::new(RefCell::new(ClientResult::default()));
+    tokio::task::LocalSet::new().block_on(&runtime, async {
         let tasks: Vec<_> = clients
             .into_iter()
             .map(|client| {
                 let kv = KvClient::new(channels[&(client % all_conns)].clone());
-                tokio::spawn(job.clone().run(kv))
+                tokio::task::spawn_local(job.clone().run(kv, Rc::clone(&result)))
             })
             .collect();
-        let mut result = ClientResult::default();
         for task in tasks {
-            result.add(task.await.map_err(|error| format!("a client task failed: {error}"))?)?;
+            task.await.map_err(|error| format!("a client task failed: {error}"))?;
         }
-        Ok(result)
-    })
+        Ok::<_, String>(())
+    })?;
+    Ok(result.take())
 }
 
 /// One client's share of the run: operations taken from a shared counter until `total`.
@@ -299,12 +304,12 @@ struct Job {
 }
 
 impl Job {
-    async fn run(self, mut kv: KvClient<Channel>) -> ClientResult {
-        let mut result = ClientResult::default();
+    /// Runs operations until `total` are taken, recording each into `result`.
+    async fn run(self, mut kv: KvClient<Channel>, result: Rc<RefCell<ClientResult>>) {
         loop {
             let op = self.next_op.fetch_add(1, Ordering::Relaxed);
             if op >= self.total {
-                return result;
+                return;
             }
             let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, self.call(&mut kv, op)).await;
@@ -312,12 +317,13 @@ impl Job {
             self.done.fetch_add(1, Ordering::Relaxed);
             let error = match outcome {
                 Ok(Ok(())) => {
-                    result.latencies_us.saturating_record(elapsed_us.max(1));
+                    result.borrow_mut().latencies_us.saturating_record(elapsed_us.max(1));
                     continue;
                 }
                 Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),
                 Err(_) => format!("no answer within {:?}", self.timeout),
             };
+            let mut result = result.borrow_mut();
             result.errors += 1;
             result.first_error.get_or_insert(error);
         }
