@@ -41,7 +41,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -58,6 +58,9 @@ use crate::database::{self, META};
 use crate::{directory, error};
 
 pub(crate) const PAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairs");
+
+/// The pairs table as one read transaction sees it.
+type PairsView = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 const APPLIED_KEY: &str = "applied";
 
 /// The approximate memory of the overlay (keys, values and [`OVERLAY_KEY_OVERHEAD_BYTES`]
@@ -74,6 +77,11 @@ const OVERLAY_KEY_OVERHEAD_BYTES: usize = 64;
 /// stay in memory, visible to every read, until the next `sync` or durable batch writes
 /// them all in one transaction.
 pub struct RedbStateStore {
+    /// The pairs table of a read transaction begun after the last commit this store saw
+    /// end, kept for the reads that follow (a read transaction and the table's lookup cost
+    /// more than a point read itself); dropped at every commit and when a background sync
+    /// is found done. Declared before `db` so that it is dropped first.
+    view: Mutex<Option<Arc<PairsView>>>,
     /// Shared with the background sync's thread while one runs.
     db: Arc<Database>,
     path: PathBuf,
@@ -157,6 +165,7 @@ impl RedbStateStore {
             txn.abort().map_err(|error| error::database(&path, "finish open", error))?;
         }
         Ok(RedbStateStore {
+            view: Mutex::new(None),
             db: Arc::new(db),
             path,
             applied,
@@ -189,7 +198,14 @@ impl RedbStateStore {
     ) -> Result<(), StorageError> {
         self.wait_for_background()?;
         let result = transact(&self.db, &self.path, applied, durability, |txn| write(txn, &self.path, &self.overlay));
+        self.forget_view();
         result.inspect_err(|error| self.failure.fail(error))
+    }
+
+    /// Drops the kept read view: the file changed, or the batches only it lacked are no
+    /// longer read from memory.
+    fn forget_view(&mut self) {
+        *self.view.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 
     /// Waits for the background sync in flight, if any: a failure poisons the store.
@@ -199,6 +215,7 @@ impl RedbStateStore {
             .join()
             .unwrap_or_else(|_| Err(StorageError::Misuse("the background sync's thread panicked".into())));
         self.flushing = None;
+        self.forget_view();
         result.inspect_err(|error| self.failure.fail(error))
     }
 
@@ -243,14 +260,25 @@ impl RedbStateStore {
         }
     }
 
-    /// Runs `read` over the pairs table of a fresh read transaction.
+    /// Runs `read` over the pairs table as the kept read view sees it (begun now if none is).
     fn read<R>(
         &self,
         read: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, redb::StorageError>,
     ) -> Result<R, StorageError> {
         self.usable()?;
-        let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
-        let table = txn.open_table(PAIRS).map_err(|error| error::database(&self.path, "open pairs table", error))?;
+        let table = {
+            let mut view = self.view.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match &*view {
+                Some(table) => Arc::clone(table),
+                None => {
+                    let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
+                    let table = txn
+                        .open_table(PAIRS)
+                        .map_err(|error| error::database(&self.path, "open pairs table", error))?;
+                    Arc::clone(view.insert(Arc::new(table)))
+                }
+            }
+        };
         read(&table).map_err(|error| error::database(&self.path, "read", error))
     }
 }
@@ -488,6 +516,7 @@ impl Drop for RedbStateStore {
     /// Waits for the background sync in flight: it holds the database, which must be closed
     /// before the file can be opened again.
     fn drop(&mut self) {
+        self.forget_view();
         if let Some(background) = self.background.take() {
             let _ = background.join();
         }
