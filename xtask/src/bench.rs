@@ -112,6 +112,11 @@ pub struct BenchArgs {
     /// Where the markdown report goes (default: benches/reports/ in the workspace).
     #[arg(long)]
     report_dir: Option<PathBuf>,
+    /// Runs of each workload per system, the systems taking turns run by run; the tables
+    /// show each system's runs combined (see `Measurement::combine`) and every run's
+    /// throughput. Single runs on a shared 2-core machine scatter by ±10-20%.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
 }
 
 /// What one run of the load generator measured (its JSON line).
@@ -142,6 +147,36 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// Several runs of one system as one: operations, errors and seconds summed (so the
+    /// throughput is all operations over all the time), the average latency and the CPU per
+    /// operation weighted by operations, and p50 / p99 / p99.9 the mean of the runs' values
+    /// (the runs' histograms are not at hand). `None` for no runs.
+    pub fn combine(runs: &[&Measurement]) -> Option<Measurement> {
+        let first = runs.first()?;
+        if runs.len() == 1 {
+            return Some((*first).clone());
+        }
+        let ops: u64 = runs.iter().map(|m| m.ops).sum();
+        let seconds: f64 = runs.iter().map(|m| m.seconds).sum();
+        let weighted = |value: fn(&Measurement) -> f64| {
+            runs.iter().map(|m| value(m) * m.ops as f64).sum::<f64>() / (ops.max(1) as f64)
+        };
+        let mean = |value: fn(&Measurement) -> f64| runs.iter().map(|m| value(m)).sum::<f64>() / runs.len() as f64;
+        let cpu = runs.iter().all(|m| m.server_cpu_us_per_op.is_some());
+        Some(Measurement {
+            ops,
+            errors: runs.iter().map(|m| m.errors).sum(),
+            first_error: runs.iter().find_map(|m| m.first_error.clone()),
+            seconds,
+            throughput: if seconds > 0.0 { ops as f64 / seconds } else { 0.0 },
+            avg_ms: weighted(|m| m.avg_ms),
+            p50_ms: mean(|m| m.p50_ms),
+            p99_ms: mean(|m| m.p99_ms),
+            p999_ms: mean(|m| m.p999_ms),
+            server_cpu_us_per_op: cpu.then(|| weighted(|m| m.server_cpu_us_per_op.unwrap_or(0.0))),
+        })
+    }
+
     /// Reads the load generator's JSON line.
     pub fn parse(line: &str) -> Result<Measurement, String> {
         let value: serde_json::Value =
@@ -164,7 +199,7 @@ impl Measurement {
     }
 }
 
-/// The results of one workload: one measurement per system, in run order.
+/// The results of one workload: one measurement per system and round, in run order.
 struct WorkloadResult {
     workload: Workload,
     total: u64,
@@ -172,8 +207,26 @@ struct WorkloadResult {
 }
 
 impl WorkloadResult {
+    /// The systems that ran, d-engine first.
+    fn systems(&self) -> Vec<System> {
+        let mut systems: Vec<System> = Vec::new();
+        for (system, _) in &self.runs {
+            if !systems.contains(system) {
+                systems.push(*system);
+            }
+        }
+        systems.sort_by_key(|system| *system != System::DEngine);
+        systems
+    }
+
+    /// `system`'s runs combined ([`Measurement::combine`]).
+    fn combined(&self, system: System) -> Option<Measurement> {
+        let runs: Vec<&Measurement> = self.runs.iter().filter(|(s, _)| *s == system).map(|(_, m)| m).collect();
+        Measurement::combine(&runs)
+    }
+
     fn throughput(&self, system: System) -> Option<f64> {
-        self.runs.iter().find(|(s, _)| *s == system).map(|(_, m)| m.throughput)
+        self.combined(system).map(|m| m.throughput)
     }
 
     /// What d-engine is compared with in this run, if anything ran besides it.
@@ -194,8 +247,7 @@ impl WorkloadResult {
 
     /// Observed d-engine's server CPU per operation over plain d-engine's, when both ran.
     fn cpu_ratio(&self) -> Option<f64> {
-        let cpu =
-            |system: System| self.runs.iter().find(|(s, _)| *s == system).and_then(|(_, m)| m.server_cpu_us_per_op);
+        let cpu = |system: System| self.combined(system).and_then(|m| m.server_cpu_us_per_op);
         let plain = cpu(System::DEngine)?;
         (plain > 0.0).then_some(cpu(System::DEngineObserved)? / plain)
     }
@@ -276,16 +328,18 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
     for (index, workload) in workloads.iter().enumerate() {
         let total = args.total.unwrap_or(if args.quick { QUICK_TOTAL } else { workload.total });
         let mut result = WorkloadResult { workload: *workload, total, runs: Vec::new() };
-        // Alternate who goes first, so neither system always runs on a warmer machine.
-        let mut order: Vec<usize> = (0..systems.len()).collect();
-        if index % 2 == 1 {
-            order.reverse();
-        }
-        for position in order {
-            let cluster = &mut systems[position];
-            let measurement = run_workload(&binaries.load_generator, cluster, workload, total)?;
-            cluster.check_running()?;
-            result.runs.push((cluster.system, measurement));
+        for round in 0..args.rounds as usize {
+            // Alternate who goes first, so neither system always runs on a warmer machine.
+            let mut order: Vec<usize> = (0..systems.len()).collect();
+            if (index + round) % 2 == 1 {
+                order.reverse();
+            }
+            for position in order {
+                let cluster = &mut systems[position];
+                let measurement = run_workload(&binaries.load_generator, cluster, workload, total)?;
+                cluster.check_running()?;
+                result.runs.push((cluster.system, measurement));
+            }
         }
         print!("{}", workload_table(&result));
         results.push(result);
@@ -479,8 +533,8 @@ fn workload_table(result: &WorkloadResult) -> String {
         "| system | throughput (ops/s) | avg (ms) | p50 (ms) | p99 (ms) | p99.9 (ms) | errors | server CPU (µs/op) |\n",
     );
     text.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    let mut runs = result.runs.clone();
-    runs.sort_by_key(|(system, _)| *system != System::DEngine);
+    let runs: Vec<(System, Measurement)> =
+        result.systems().into_iter().filter_map(|system| Some((system, result.combined(system)?))).collect();
     for (system, m) in &runs {
         let cpu = m.server_cpu_us_per_op.map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
         let _ = writeln!(
@@ -494,6 +548,18 @@ fn workload_table(result: &WorkloadResult) -> String {
             m.p999_ms,
             m.errors
         );
+    }
+    let rounds = result.runs.len() / runs.len().max(1);
+    if rounds > 1 {
+        let _ = writeln!(
+            text,
+            "\n{rounds} runs per system, combined (p50/p99/p99.9: the mean of the runs'); each run's ops/s:"
+        );
+        for (system, _) in &runs {
+            let each: Vec<String> =
+                result.runs.iter().filter(|(s, _)| s == system).map(|(_, m)| format!("{:.0}", m.throughput)).collect();
+            let _ = writeln!(text, "- {}: {}", system.name(), each.join(", "));
+        }
     }
     if let Some(ratio) = result.ratio() {
         let _ = writeln!(text, "\n{}: **{ratio:.2}**", result.ratio_label());
@@ -560,11 +626,7 @@ fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, e
         text.push_str("|---|---:|---:|---:|---:|---:|\n");
         for result in results {
             let cell = |system: System, f: fn(&Measurement) -> f64, digits: usize| {
-                result
-                    .runs
-                    .iter()
-                    .find(|(s, _)| *s == system)
-                    .map_or_else(|| "-".to_owned(), |(_, m)| format!("{:.*}", digits, f(m)))
+                result.combined(system).map_or_else(|| "-".to_owned(), |m| format!("{:.*}", digits, f(&m)))
             };
             let _ = writeln!(
                 text,
@@ -661,6 +723,46 @@ mod tests {
         assert_eq!(m.first_error.as_deref(), Some("Unavailable: x"));
     }
 
+    fn measurement(ops: u64, seconds: f64, p99_ms: f64, cpu: f64) -> Measurement {
+        Measurement {
+            ops,
+            errors: 0,
+            first_error: None,
+            seconds,
+            throughput: ops as f64 / seconds,
+            avg_ms: 1.0,
+            p50_ms: 1.0,
+            p99_ms,
+            p999_ms: p99_ms,
+            server_cpu_us_per_op: Some(cpu),
+        }
+    }
+
+    #[test]
+    fn runs_combine_into_all_operations_over_all_the_time() {
+        let (a, b) = (measurement(1_000, 1.0, 2.0, 100.0), measurement(1_000, 3.0, 4.0, 200.0));
+        let combined = Measurement::combine(&[&a, &b]).expect("two runs");
+        assert_eq!(combined.ops, 2_000);
+        assert!((combined.throughput - 500.0).abs() < 1e-9, "2,000 ops in 4 s, not the mean of 1,000 and 333");
+        assert!((combined.p99_ms - 3.0).abs() < 1e-9);
+        assert!((combined.server_cpu_us_per_op.unwrap() - 150.0).abs() < 1e-9);
+        assert_eq!(Measurement::combine(&[&a]), Some(a.clone()));
+        assert_eq!(Measurement::combine(&[]), None);
+
+        let result = WorkloadResult {
+            workload: WORKLOADS[0],
+            total: 1_000,
+            runs: vec![
+                (System::Etcd, a.clone()),
+                (System::DEngine, b.clone()),
+                (System::DEngine, a),
+                (System::Etcd, b),
+            ],
+        };
+        assert_eq!(result.systems(), vec![System::DEngine, System::Etcd]);
+        assert!((result.ratio().unwrap() - 1.0).abs() < 1e-9, "the same runs, combined, in either order");
+    }
+
     #[test]
     fn quick_runs_only_the_small_workloads_and_names_are_checked() {
         let args = |quick, workloads: &[&str]| BenchArgs {
@@ -671,6 +773,7 @@ mod tests {
             workloads: workloads.iter().map(|w| (*w).to_owned()).collect(),
             total: None,
             report_dir: None,
+            rounds: 1,
         };
         assert_eq!(selected(&args(true, &[])).expect("valid").len(), 4);
         assert_eq!(selected(&args(false, &[])).expect("valid").len(), 7);
