@@ -58,10 +58,10 @@ use crate::database::{self, META};
 use crate::{directory, error};
 
 pub(crate) const PAIRS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pairs");
+const APPLIED_KEY: &str = "applied";
 
 /// The pairs table as one read transaction sees it.
 type PairsView = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
-const APPLIED_KEY: &str = "applied";
 
 /// The approximate memory of the overlay (keys, values and [`OVERLAY_KEY_OVERHEAD_BYTES`]
 /// per key) past which deferred writes are flushed to redb with `Durability::None`.
@@ -260,26 +260,21 @@ impl RedbStateStore {
         }
     }
 
-    /// Runs `read` over the pairs table as the kept read view sees it (begun now if none is).
-    fn read<R>(
-        &self,
-        read: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, redb::StorageError>,
-    ) -> Result<R, StorageError> {
+    /// The kept read view, begun now if there is none: the file as of its last commit.
+    fn view(&self) -> Result<Arc<PairsView>, StorageError> {
+        let mut view = self.view.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(table) = &*view {
+            return Ok(Arc::clone(table));
+        }
+        let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
+        let table = txn.open_table(PAIRS).map_err(|error| error::database(&self.path, "open pairs table", error))?;
+        Ok(Arc::clone(view.insert(Arc::new(table))))
+    }
+
+    /// Runs `read` over the pairs table as the kept read view sees it.
+    fn read<R>(&self, read: impl FnOnce(&PairsView) -> Result<R, redb::StorageError>) -> Result<R, StorageError> {
         self.usable()?;
-        let table = {
-            let mut view = self.view.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match &*view {
-                Some(table) => Arc::clone(table),
-                None => {
-                    let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
-                    let table = txn
-                        .open_table(PAIRS)
-                        .map_err(|error| error::database(&self.path, "open pairs table", error))?;
-                    Arc::clone(view.insert(Arc::new(table)))
-                }
-            }
-        };
-        read(&table).map_err(|error| error::database(&self.path, "read", error))
+        read(&*self.view()?).map_err(|error| error::database(&self.path, "read", error))
     }
 }
 
@@ -468,8 +463,9 @@ impl StateStore for RedbStateStore {
     }
 
     /// Writes the overlay out (`Durability::None`: still durable only at the next `sync`)
-    /// and returns a job that exports from a read transaction begun now: a consistent view
-    /// that later writes do not change, read on whatever thread runs the job.
+    /// and returns a job that exports from the kept read view, which is then the whole
+    /// state: a consistent view that later writes do not change (they drop the store's
+    /// hold on it, not the job's), read on whatever thread runs the job.
     fn export_job(&mut self) -> Result<ExportJob, StorageError> {
         self.usable()?;
         // The read transaction below must see what a background sync is writing out.
@@ -477,11 +473,11 @@ impl StateStore for RedbStateStore {
         if !self.overlay.writes.is_empty() {
             self.commit_overlay_then(&[], self.applied, Durability::None)?;
         }
-        let txn = self.db.begin_read().map_err(|error| error::database(&self.path, "begin read", error))?;
+        // No background sync and no overlay: the file as of its last commit is the state.
+        let table = self.view()?;
         let (path, applied) = (self.path.clone(), self.applied);
         Ok(Box::new(move || {
             let export = |error| error::database(&path, "export", error);
-            let table = txn.open_table(PAIRS).map_err(|error| error::database(&path, "open pairs table", error))?;
             let mut writer = ExportWriter::new(applied);
             for item in table.iter().map_err(export)? {
                 let (key, value) = item.map_err(export)?;
