@@ -57,8 +57,8 @@ pub(crate) struct ApplyTask<S> {
 impl<S: Application> ApplyTask<S> {
     /// Starts the thread, which carries out the commands `commands` brings in sequence
     /// order, counting them off `backlog` (counted on when their sequence number is taken,
-    /// by the event loop, for itself or the storage thread); its lines carry the node id and the current term.
-    /// Returns the state it shares, for [`InlineApply`].
+    /// by the event loop, for itself or the storage thread); its lines carry the node id and
+    /// the current term. Returns the state it shares, for [`InlineApply`].
     pub(crate) fn spawn(
         self,
         commands: UnboundedReceiver<SequencedApply>,

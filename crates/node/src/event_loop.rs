@@ -354,8 +354,8 @@ impl EventLoop {
     ) -> Result<(), NodeError> {
         match self.entries.take(first, last) {
             Some(entries) if self.applies_here(entries.len()) => {
-                let seq = self.apply_seq;
-                self.apply_seq += 1;
+                // Carried out here and now: not counted in the thread's backlog.
+                let seq = self.take_apply_seq();
                 self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
                     tracing::error!(%error, "the state machine failed; the node stops");
                 })?;
@@ -384,6 +384,11 @@ impl EventLoop {
     /// The sequence number of a command for the apply thread, counted in its backlog.
     fn next_apply_seq(&mut self) -> u64 {
         self.apply_backlog.add();
+        self.take_apply_seq()
+    }
+
+    /// The next apply sequence number.
+    fn take_apply_seq(&mut self) -> u64 {
         self.apply_seq += 1;
         self.apply_seq - 1
     }
