@@ -154,6 +154,7 @@ impl Measurement {
     pub fn combine(runs: &[&Measurement]) -> Option<Measurement> {
         let first = runs.first()?;
         if runs.len() == 1 {
+            // As reported: the load generator's throughput is from unrounded seconds.
             return Some((*first).clone());
         }
         let ops: u64 = runs.iter().map(|m| m.ops).sum();

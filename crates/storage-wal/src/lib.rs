@@ -87,10 +87,10 @@
 //! point, and the batch survives a crash whole or not at all (one checksum covers it). A
 //! direct write covers whole 4 KiB blocks: it starts with the synced bytes of the last,
 //! partial block, written again unchanged, and pads the batch's last block with zeros
-//! (which replay reads as the end of the data, like the zeros written ahead of need). The first sync after the current
-//! segment reached [`WalOptions::segment_bytes`] (64 MiB by default) creates the next
-//! segment instead, with the batch after its start record, and fsyncs the directory
-//! before it returns. Each time a batch passes the zeros written ahead of it, the same
+//! (which replay reads as the end of the data, like the zeros written ahead of need). The
+//! first sync after the current segment reached [`WalOptions::segment_bytes`] (64 MiB by
+//! default) creates the next segment instead, with the batch after its start record, and
+//! fsyncs the directory before it returns. Each time a batch passes the zeros written ahead of it, the same
 //! sync writes [`WalOptions::preallocate_bytes`] (1 MiB) more zeros after it: the
 //! following syncs overwrite blocks that already exist, so their `fdatasync` flushes
 //! data only, not the file's size. After a sync has made a purge durable, the segments
