@@ -7,7 +7,9 @@
 //! overlay of deferred writes not yet in the file: the last write of each key, a delete
 //! as a tombstone that hides the key in the file. Every read (`get`, `range`, `export`)
 //! merges the overlay over the file, so readers see deferred batches exactly as if they
-//! had been written.
+//! had been written. The file is read through one kept read transaction (`view`), begun at
+//! the first read after a commit and dropped at every commit of this store and when a
+//! background sync is found done; an export job takes that same view.
 //!
 //! # Durability
 //! `write_batch_deferred` only records its writes and applied id in the overlay: no redb
