@@ -101,11 +101,16 @@ impl<S: Application> Node<S> {
             return Err(RequestError::TooLarge { bytes: command.len(), max_bytes: self.inner.max_command_bytes });
         }
         // Traced only inside a traced request (see `telemetry`): untraced proposals make no span.
-        if tracing::Span::current().is_none() {
-            return self.ask(|reply| Request::Propose { command, reply, trace: None }).await;
-        }
-        let span = tracing::info_span!(target: TRACE_TARGET, "d_engine.propose", node_id = self.inner.id.0, bytes = command.len());
-        let trace = trace_context::traceparent(&span).map(|traceparent| EntryTrace { span: span.clone(), traceparent });
+        // One await for both cases (a disabled span when untraced): every request's future
+        // holds this one, and two awaits would make it hold both states.
+        let (span, trace) = if tracing::Span::current().is_none() {
+            (tracing::Span::none(), None)
+        } else {
+            let span = tracing::info_span!(target: TRACE_TARGET, "d_engine.propose", node_id = self.inner.id.0, bytes = command.len());
+            let trace =
+                trace_context::traceparent(&span).map(|traceparent| EntryTrace { span: span.clone(), traceparent });
+            (span, trace)
+        };
         self.ask(|reply| Request::Propose { command, reply, trace }).instrument(span).await
     }
 

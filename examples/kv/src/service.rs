@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -213,14 +214,20 @@ impl<R: Replica> EtcdService<R> {
         request
     }
 
-    async fn forwarded<T>(
+    /// `call` to the leader, bounded by the forward timeout. Boxed: a tonic client call is a
+    /// ~3 KB future, and inline it would make every request's future that big (allocated and
+    /// copied on every call, though only a follower's requests ever take this path).
+    fn forwarded<'a, T: Send + 'a>(
         &self,
-        call: impl Future<Output = Result<Response<T>, Status>>,
-    ) -> Result<Response<T>, Status> {
-        match tokio::time::timeout(self.config.forward_timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(Status::deadline_exceeded("etcdserver: request forwarded to the leader timed out")),
-        }
+        call: impl Future<Output = Result<Response<T>, Status>> + Send + 'a,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'a>> {
+        let timeout = self.config.forward_timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, call).await {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded("etcdserver: request forwarded to the leader timed out")),
+            }
+        })
     }
 }
 
@@ -470,5 +477,35 @@ impl<R: Replica> Auth for EtcdService<R> {
         role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse = "RoleDelete";
         role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse = "RoleGrantPermission";
         role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse = "RoleRevokePermission";
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::{ClusterView, LocalReplica};
+    use crate::state_machine::KvStateMachine;
+
+    /// Every request's future is allocated and moved on every call: the rare path to the
+    /// leader (a tonic client call, ~3 KB) is boxed so that it is not part of it. Before,
+    /// a put's future was 3,880 bytes and a range's 4,472; now both are under 1 KB here.
+    #[test]
+    fn a_requests_future_does_not_carry_the_call_that_forwards_it_to_the_leader() {
+        let state_machine = KvStateMachine::open(d_engine_memory::MemStateStore::new()).expect("open");
+        let replica =
+            Arc::new(LocalReplica::new(state_machine, ClusterView { member_id: 1, ..ClusterView::default() }));
+        let service = EtcdService { replica, config: KvServiceConfig::default(), leaders: Mutex::new(HashMap::new()) };
+        let put = Kv::put(&service, Request::new(PutRequest::default()));
+        let range = Kv::range(&service, Request::new(RangeRequest::default()));
+        let txn = Kv::txn(&service, Request::new(TxnRequest::default()));
+        let delete = Kv::delete_range(&service, Request::new(DeleteRangeRequest::default()));
+        for (rpc, bytes) in [
+            ("put", std::mem::size_of_val(&*put)),
+            ("range", std::mem::size_of_val(&*range)),
+            ("txn", std::mem::size_of_val(&*txn)),
+            ("delete_range", std::mem::size_of_val(&*delete)),
+        ] {
+            assert!(bytes < 1536, "{rpc}'s future is {bytes} bytes: is the forwarding call inline again?");
+        }
     }
 }
