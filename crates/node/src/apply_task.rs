@@ -6,10 +6,10 @@
 //! `applied` is published after the batch is visible to readers, so a read that waited for
 //! index `i` always sees the effect of entry `i`.
 //!
-//! The thread's state sits behind a mutex it holds while it carries commands out, so that a
-//! leader's event loop can apply a small batch itself when the thread has nothing queued or
-//! in hand ([`InlineApply`]): the same code, in sequence, without the two thread hand-offs
-//! (to this thread, and back to the task that answers the client) on every write's answer.
+//! The thread's state sits behind a mutex it holds while it carries commands out, so that
+//! the event loop can apply a small batch itself when the thread has nothing queued or in
+//! hand ([`InlineApply`]): the same code, in sequence, without the two thread hand-offs (to
+//! this thread, and back to the event loop, or to the task that answers the client).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -219,6 +219,7 @@ impl<S: Application> NodeBuilder<S> {
             apply: apply_tx,
             apply_seq: 0,
             apply_backlog,
+            deferred_apply: None,
             inline_apply: apply_state,
             entries,
             waiters,

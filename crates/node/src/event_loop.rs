@@ -54,8 +54,11 @@ pub(crate) struct EventLoop {
     pub(crate) apply_seq: u64,
     /// The apply thread's commands not yet carried out (sequence numbers taken).
     pub(crate) apply_backlog: Backlog,
-    /// The apply thread's state, for a leader's small batches applied here.
+    /// The apply thread's state, for small batches applied here.
     pub(crate) inline_apply: std::sync::Arc<dyn InlineApply>,
+    /// A follower's small batch to apply here (its sequence number taken) once the core has
+    /// nothing more to send: applied before anything else is handed to the apply thread.
+    pub(crate) deferred_apply: Option<(u64, Vec<d_engine_core::Entry>)>,
     pub(crate) entries: EntryCache,
     pub(crate) waiters: Waiters,
     pub(crate) reads: HashMap<ReadId, Reply<d_engine_core::LogIndex>>,
@@ -270,7 +273,11 @@ impl EventLoop {
         loop {
             let outputs = self.core.take_outputs();
             if outputs.is_empty() {
-                return Ok(());
+                if self.deferred_apply.is_none() {
+                    return Ok(());
+                }
+                self.apply_deferred()?;
+                continue;
             }
             for output in outputs {
                 match output {
@@ -293,11 +300,11 @@ impl EventLoop {
                     Output::LoadEntries { peer, term, first, last } => {
                         self.to_storage(StorageCommand::LoadEntries { peer, term, first, last })
                     }
-                    Output::BuildSnapshot => self.send_to_apply(ApplyCommand::BuildSnapshot),
+                    Output::BuildSnapshot => self.send_to_apply(ApplyCommand::BuildSnapshot)?,
                     Output::LoadSnapshot { peer, term } => self.to_storage(StorageCommand::LoadSnapshot { peer, term }),
                     Output::InstallSnapshot(snapshot) => {
                         self.entries.discard_through(snapshot.meta.last_included.index);
-                        self.send_to_apply(ApplyCommand::InstallSnapshot(snapshot));
+                        self.send_to_apply(ApplyCommand::InstallSnapshot(snapshot))?;
                     }
                     Output::ReadReady { id, index } => {
                         if let Some(reply) = self.reads.remove(&id) {
@@ -345,8 +352,11 @@ impl EventLoop {
     /// Hands committed entries to the apply thread: from the cache when it holds them all,
     /// else read from the log by the storage thread (same sequence number either way).
     ///
-    /// A leader applies a small batch itself when the apply thread has nothing queued or in
-    /// hand (see [`crate::apply_task`]): the proposals' answers then leave in this batch.
+    /// A small batch is applied here when the apply thread has nothing queued or in hand
+    /// (see [`crate::apply_task`]): by a leader at once, so the proposals' answers leave in
+    /// this batch; by a follower once the core's outputs are drained, so its acknowledgements
+    /// leave first (its applies answer nobody; doing them here saves the apply thread's two
+    /// wake-ups per batch).
     fn apply_entries(
         &mut self,
         first: d_engine_core::LogIndex,
@@ -354,15 +364,16 @@ impl EventLoop {
     ) -> Result<(), NodeError> {
         match self.entries.take(first, last) {
             Some(entries) if self.applies_here(entries.len()) => {
-                // Carried out here and now: not counted in the thread's backlog.
+                // Carried out here: not counted in the thread's backlog.
                 let seq = self.take_apply_seq();
-                self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
-                    tracing::error!(%error, "the state machine failed; the node stops");
-                })?;
-                self.take_completions()?;
+                self.deferred_apply = Some((seq, entries));
+                if self.core.role() == d_engine_core::Role::Leader {
+                    self.apply_deferred()?;
+                }
             }
-            Some(entries) => self.send_to_apply(ApplyCommand::Entries(entries)),
+            Some(entries) => self.send_to_apply(ApplyCommand::Entries(entries))?,
             None => {
+                self.apply_deferred()?;
                 self.entries.discard_through(last);
                 let seq = self.next_apply_seq();
                 self.to_storage(StorageCommand::Apply { first, last, seq });
@@ -372,13 +383,25 @@ impl EventLoop {
     }
 
     fn applies_here(&self, entries: usize) -> bool {
-        self.core.role() == d_engine_core::Role::Leader && entries <= INLINE_APPLY_MAX && self.apply_backlog.is_clear()
+        self.deferred_apply.is_none() && entries <= INLINE_APPLY_MAX && self.apply_backlog.is_clear()
     }
 
-    fn send_to_apply(&mut self, command: ApplyCommand) {
+    /// Applies the follower's batch held back by [`Self::apply_entries`], if any.
+    fn apply_deferred(&mut self) -> Result<(), NodeError> {
+        let Some((seq, entries)) = self.deferred_apply.take() else { return Ok(()) };
+        self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
+            tracing::error!(%error, "the state machine failed; the node stops");
+        })?;
+        self.take_completions()
+    }
+
+    fn send_to_apply(&mut self, command: ApplyCommand) -> Result<(), NodeError> {
+        // In sequence: a batch waiting to be applied here goes first.
+        self.apply_deferred()?;
         let seq = self.next_apply_seq();
         // The apply thread ends only after the event loop, or on a failure reported as a completion.
         let _ = self.apply.send((seq, command));
+        Ok(())
     }
 
     /// The sequence number of a command for the apply thread, counted in its backlog.
