@@ -5,7 +5,8 @@
 //! `d-engine-kv-bench`, the load generator that speaks etcd's v3 KV API), starts a
 //! 3-process d-engine-kv cluster (default storage: state on redb, log in d-engine-wal; every write synced; data under
 //! `<target>/bench/d-engine/nodeN`) and, with `--vs-etcd`, a 3-member etcd cluster
-//! (defaults; data under `<target>/bench/etcd/nodeN`), then runs each workload against
+//! (defaults; data under `<target>/bench/etcd/nodeN`) — or, with `--baseline-server`, a
+//! second d-engine-kv cluster from another build (an A/B) — then runs each workload against
 //! each system, alternating which goes first. It prints a table per workload, the peak
 //! resident memory of every server, writes the same as markdown to
 //! `benches/reports/<date>-<time>.md`, and with `--vs-etcd` ends with exactly one line
@@ -87,8 +88,14 @@ pub const WORKLOADS: [Workload; 7] = [
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Also run every workload against a local 3-member etcd (`etcd` must be on PATH).
-    #[arg(long, conflicts_with = "observability")]
+    #[arg(long, conflicts_with_all = ["observability", "baseline_server"])]
     vs_etcd: bool,
+    /// Also run every workload against a second d-engine-kv cluster started from this
+    /// server binary (another build: e.g. a copy of target/release/d-engine-kv made at an
+    /// earlier commit), with the same settings, the two taking turns: an A/B of two builds.
+    /// The ratio is this build's throughput over the baseline's.
+    #[arg(long, value_name = "PATH", conflicts_with = "observability")]
+    baseline_server: Option<PathBuf>,
     /// Also run every workload against a second d-engine cluster with observability on
     /// (metrics served, info logs, every request traced to a local OTLP sink), to measure
     /// what it costs.
@@ -235,30 +242,36 @@ impl WorkloadResult {
         self.runs.iter().map(|(system, _)| *system).find(|system| *system != System::DEngine)
     }
 
-    /// d-engine's throughput over etcd's, or observed d-engine's over plain d-engine's.
+    /// What the ratios divide: d-engine by etcd, observed d-engine by plain d-engine, or
+    /// this build by the baseline build.
+    fn ratio_systems(&self) -> Option<(System, System)> {
+        match self.baseline()? {
+            System::Etcd => Some((System::DEngine, System::Etcd)),
+            System::DEngineObserved => Some((System::DEngineObserved, System::DEngine)),
+            System::DEngineBaseline => Some((System::DEngine, System::DEngineBaseline)),
+            System::DEngine => None,
+        }
+    }
+
+    /// The throughput ratio ([`Self::ratio_systems`]).
     fn ratio(&self) -> Option<f64> {
-        let (numerator, denominator) = match self.baseline()? {
-            System::Etcd => (System::DEngine, System::Etcd),
-            System::DEngineObserved => (System::DEngineObserved, System::DEngine),
-            System::DEngine => return None,
-        };
+        let (numerator, denominator) = self.ratio_systems()?;
         let denominator = self.throughput(denominator)?;
         (denominator > 0.0).then(|| self.throughput(numerator).unwrap_or(0.0) / denominator)
     }
 
-    /// Observed d-engine's server CPU per operation over plain d-engine's, when both ran.
+    /// The servers' CPU per operation ratio ([`Self::ratio_systems`]), for observability's
+    /// cost and an A/B of two builds.
     fn cpu_ratio(&self) -> Option<f64> {
+        let (numerator, denominator) = self.ratio_systems().filter(|(_, d)| *d != System::Etcd)?;
         let cpu = |system: System| self.combined(system).and_then(|m| m.server_cpu_us_per_op);
-        let plain = cpu(System::DEngine)?;
-        (plain > 0.0).then_some(cpu(System::DEngineObserved)? / plain)
+        let denominator = cpu(denominator)?;
+        (denominator > 0.0).then_some(cpu(numerator)? / denominator)
     }
 
-    /// How the ratio reads.
-    fn ratio_label(&self) -> &'static str {
-        match self.baseline() {
-            Some(System::DEngineObserved) => "d-engine+obs / d-engine throughput",
-            _ => "d-engine / etcd throughput",
-        }
+    /// How the ratios read: "<numerator> / <denominator>".
+    fn ratio_label(&self) -> String {
+        self.ratio_systems().map_or_else(String::new, |(n, d)| format!("{} / {}", n.name(), d.name()))
     }
 }
 
@@ -299,6 +312,11 @@ fn selected(args: &BenchArgs) -> Result<Vec<Workload>, String> {
 fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
     let started = Instant::now();
     let workloads = selected(args)?;
+    if let Some(binary) = &args.baseline_server
+        && !binary.is_file()
+    {
+        return Err(format!("--baseline-server {}: no such file (a d-engine-kv server binary)", binary.display()));
+    }
     if args.vs_etcd && which("etcd").is_none() {
         return Err("--vs-etcd needs an `etcd` binary on PATH, and there is none (on Debian or Ubuntu: \
                     apt-get install etcd-server etcd-client)"
@@ -311,14 +329,23 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
     eprintln!("built in {:.1} s; starting the servers ...", started.elapsed().as_secs_f64());
 
     let bench_dir = target.join("bench");
-    let mut systems = vec![Cluster::start_d_engine(&binaries.server, &bench_dir.join("d-engine"), None)?];
+    let mut systems =
+        vec![Cluster::start_d_engine(System::DEngine, &binaries.server, &bench_dir.join("d-engine"), None)?];
     if args.vs_etcd {
         systems.push(Cluster::start_etcd(&bench_dir.join("etcd"))?);
     }
     if args.observability {
         let sink = servers::Sink { binary: binaries.sink.clone(), sample_ratio: args.sample_ratio };
-        let observed = Cluster::start_d_engine(&binaries.server, &bench_dir.join("observed"), Some(&sink))?;
+        let observed = Cluster::start_d_engine(
+            System::DEngineObserved,
+            &binaries.server,
+            &bench_dir.join("observed"),
+            Some(&sink),
+        )?;
         systems.push(observed);
+    }
+    if let Some(binary) = &args.baseline_server {
+        systems.push(Cluster::start_d_engine(System::DEngineBaseline, binary, &bench_dir.join("baseline"), None)?);
     }
     for cluster in &mut systems {
         wait_for_leader(&binaries.load_generator, cluster)?;
@@ -380,6 +407,12 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<(), String> {
         let max_cpu = results.iter().filter_map(WorkloadResult::cpu_ratio).fold(0.0, f64::max);
         println!("max server CPU per operation ratio with observability on: {max_cpu:.2}");
         println!("min throughput ratio with observability on: {min_ratio:.2}");
+    }
+    if let Some(binary) = &args.baseline_server {
+        let max_cpu = results.iter().filter_map(WorkloadResult::cpu_ratio).fold(0.0, f64::max);
+        println!("baseline: {}", binary.display());
+        println!("max server CPU per operation ratio vs the baseline: {max_cpu:.2}");
+        println!("min throughput ratio vs the baseline: {min_ratio:.2}");
     }
     if args.vs_etcd {
         println!("min throughput ratio vs etcd: {min_ratio:.2}");
@@ -563,10 +596,10 @@ fn workload_table(result: &WorkloadResult) -> String {
         }
     }
     if let Some(ratio) = result.ratio() {
-        let _ = writeln!(text, "\n{}: **{ratio:.2}**", result.ratio_label());
+        let _ = writeln!(text, "\n{} throughput: **{ratio:.2}**", result.ratio_label());
     }
     if let Some(ratio) = result.cpu_ratio() {
-        let _ = writeln!(text, "d-engine+obs / d-engine server CPU per operation: **{ratio:.2}**");
+        let _ = writeln!(text, "{} server CPU per operation: **{ratio:.2}**", result.ratio_label());
     }
     for (system, m) in &runs {
         if let Some(error) = &m.first_error {
@@ -617,7 +650,21 @@ fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, e
             args.sample_ratio
         );
     }
-    let baseline = if args.observability { System::DEngineObserved } else { System::Etcd };
+    if let Some(binary) = &args.baseline_server {
+        let _ = writeln!(
+            text,
+            "- baseline: another build of d-engine-kv, `{}`, with the same settings; the ratios are this \
+             build's over the baseline's",
+            binary.display()
+        );
+    }
+    let baseline = if args.observability {
+        System::DEngineObserved
+    } else if args.baseline_server.is_some() {
+        System::DEngineBaseline
+    } else {
+        System::Etcd
+    };
     if !results.is_empty() {
         let other = baseline.name();
         let _ = writeln!(
@@ -765,9 +812,27 @@ mod tests {
     }
 
     #[test]
+    fn an_ab_of_two_builds_divides_this_build_by_the_baseline_in_throughput_and_cpu() {
+        let (this, baseline) = (measurement(1_100, 1.0, 2.0, 90.0), measurement(1_000, 1.0, 2.0, 100.0));
+        let result = WorkloadResult {
+            workload: WORKLOADS[0],
+            total: 1_000,
+            runs: vec![(System::DEngineBaseline, baseline), (System::DEngine, this)],
+        };
+        assert_eq!(result.systems(), vec![System::DEngine, System::DEngineBaseline]);
+        assert!((result.ratio().unwrap() - 1.1).abs() < 1e-9);
+        assert!((result.cpu_ratio().unwrap() - 0.9).abs() < 1e-9);
+        assert_eq!(result.ratio_label(), "d-engine / baseline");
+        let table = workload_table(&result);
+        assert!(table.contains("d-engine / baseline throughput: **1.10**"), "{table}");
+        assert!(table.contains("d-engine / baseline server CPU per operation: **0.90**"), "{table}");
+    }
+
+    #[test]
     fn quick_runs_only_the_small_workloads_and_names_are_checked() {
         let args = |quick, workloads: &[&str]| BenchArgs {
             vs_etcd: false,
+            baseline_server: None,
             observability: false,
             sample_ratio: 1.0,
             quick,

@@ -74,6 +74,8 @@ pub enum System {
     Etcd,
     /// d-engine-kv with metrics served and every request traced to an OTLP sink.
     DEngineObserved,
+    /// Another build of d-engine-kv (`--baseline-server`), the same settings as `DEngine`.
+    DEngineBaseline,
 }
 
 impl System {
@@ -83,6 +85,7 @@ impl System {
             System::DEngine => "d-engine",
             System::Etcd => "etcd",
             System::DEngineObserved => "d-engine+obs",
+            System::DEngineBaseline => "baseline",
         }
     }
 }
@@ -163,15 +166,16 @@ pub fn observed_settings(id: usize, metrics_port: u16, otlp_port: u16, sample_ra
 
 impl Cluster {
     /// Starts d-engine-kv `binary` as 3 processes with data under `root/nodeN` (deleted
-    /// first). With `sink` (the `d-engine-otlp-sink` binary), every node also serves
-    /// metrics and traces every request to that sink, which runs as a fourth member.
-    pub fn start_d_engine(binary: &Path, root: &Path, sink: Option<&Sink>) -> Result<Cluster, String> {
+    /// first), named `system` in the tables. With `sink` (the `d-engine-otlp-sink` binary),
+    /// every node also serves metrics and traces every request to that sink, which runs as
+    /// a fourth member.
+    pub fn start_d_engine(system: System, binary: &Path, root: &Path, sink: Option<&Sink>) -> Result<Cluster, String> {
         let ports = free_ports(4 * MEMBERS + 1)?;
         let (peer_ports, rest) = ports.split_at(MEMBERS);
         let (client_ports, rest) = rest.split_at(MEMBERS);
         let (metrics_ports, otlp_port) = (&rest[..MEMBERS], rest[2 * MEMBERS]);
         let mut cluster = Cluster {
-            system: if sink.is_some() { System::DEngineObserved } else { System::DEngine },
+            system,
             endpoints: client_ports.iter().map(|port| format!("127.0.0.1:{port}")).collect(),
             members: Vec::new(),
         };
