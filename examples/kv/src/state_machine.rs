@@ -131,7 +131,8 @@ impl<S: StateStore> StateMachine for KvStateMachine<S> {
                 outputs.push(Bytes::new());
                 continue;
             };
-            let executed = KvCommand::decode(bytes.as_ref())
+            // From the entry's own buffer: the key and value come out as slices of it, uncopied.
+            let executed = KvCommand::decode(bytes.clone())
                 .map_err(|error| KvError::Malformed(format!("undecodable command: {error}")))
                 .and_then(|command| self.execute(&mut overlay, &command, revision));
             let output = match executed {
@@ -379,12 +380,14 @@ fn data_key(key: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn encode_record(kv: &KeyValue) -> Bytes {
-    let stored = KeyValue { key: Bytes::new(), ..kv.clone() };
+/// A key's record as stored: the key is in the store key, not repeated in the value.
+fn encode_record(kv: KeyValue) -> Bytes {
+    let stored = KeyValue { key: Bytes::new(), ..kv };
     Bytes::from(stored.encode_to_vec())
 }
 
-fn decode_record(store_key: &Bytes, value: &[u8]) -> Result<KeyValue, StorageError> {
+/// A stored record back as a key-value; its value a slice of `value`, uncopied.
+fn decode_record(store_key: &Bytes, value: Bytes) -> Result<KeyValue, StorageError> {
     let mut kv = KeyValue::decode(value).map_err(|error| corrupt(&format!("undecodable key record: {error}")))?;
     kv.key = store_key.slice(DATA_PREFIX.len()..);
     Ok(kv)
@@ -425,12 +428,16 @@ struct View<'a, S> {
 
 impl<S: StateStore> View<'_, S> {
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StorageError> {
-        let store_key = data_key(key);
-        let value = match self.overlay.changes.get(&store_key) {
+        self.get_stored(&data_key(key))
+    }
+
+    /// [`Self::get`] by store key ([`data_key`]).
+    fn get_stored(&self, store_key: &Bytes) -> Result<Option<KeyValue>, StorageError> {
+        let value = match self.overlay.changes.get(store_key) {
             Some(pending) => pending.clone(),
-            None => self.store.get(&store_key)?,
+            None => self.store.get(store_key)?,
         };
-        value.map(|value| decode_record(&store_key, &value)).transpose()
+        value.map(|value| decode_record(store_key, value)).transpose()
     }
 
     /// The keys of etcd's range `key`/`range_end`, in key order.
@@ -450,7 +457,7 @@ impl<S: StateStore> View<'_, S> {
                 None => pairs.remove(pending_key),
             };
         }
-        pairs.iter().map(|(store_key, value)| decode_record(store_key, value)).collect()
+        pairs.into_iter().map(|(store_key, value)| decode_record(&store_key, value)).collect()
     }
 
     fn range(&self, request: &RangeRequest, revision: i64) -> Result<RangeResponse, KvError> {
@@ -526,7 +533,8 @@ impl<S: StateStore> Writer<'_, S> {
     }
 
     fn put(&mut self, request: &PutRequest, next: i64) -> Result<PutResponse, KvError> {
-        let previous = self.view().get(&request.key)?;
+        let store_key = data_key(&request.key);
+        let previous = self.view().get_stored(&store_key)?;
         let value = match (&previous, request.ignore_value || request.ignore_lease) {
             (None, true) => return Err(KvError::KeyNotFound),
             (Some(previous), _) if request.ignore_value => previous.value.clone(),
@@ -540,7 +548,7 @@ impl<S: StateStore> Writer<'_, S> {
             value,
             lease: 0,
         };
-        self.overlay.set(data_key(&request.key), Some(encode_record(&kv)));
+        self.overlay.set(store_key, Some(encode_record(kv)));
         self.changed = true;
         Ok(PutResponse { header: None, prev_kv: previous.filter(|_| request.prev_kv) })
     }
