@@ -386,7 +386,9 @@ impl EventLoop {
         self.deferred_apply.is_none() && entries <= INLINE_APPLY_MAX && self.apply_backlog.is_clear()
     }
 
-    /// Applies the follower's batch held back by [`Self::apply_entries`], if any.
+    /// Applies the batch [`Self::apply_entries`] set aside, if any: a leader's at once, a
+    /// follower's when the core's outputs are drained or before anything else is handed to
+    /// the apply thread or the storage thread's apply path.
     fn apply_deferred(&mut self) -> Result<(), NodeError> {
         let Some((seq, entries)) = self.deferred_apply.take() else { return Ok(()) };
         self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
