@@ -36,8 +36,14 @@ pub(crate) type SharedApply<S> = Arc<Mutex<ApplyTask<S>>>;
 /// thread's state (the state machine type erased).
 pub(crate) trait InlineApply: Send + Sync {
     /// Applies `entries` as the command with sequence number `seq`, which must be the next
-    /// one: the thread has nothing queued or in hand.
-    fn apply_now(&self, seq: u64, entries: Vec<Entry>) -> Result<(), NodeError>;
+    /// one: the thread has nothing queued or in hand. The completion goes to `completions`
+    /// (the caller's), not to the thread's channel.
+    fn apply_now(
+        &self,
+        seq: u64,
+        entries: Vec<Entry>,
+        completions: &UnboundedSender<Completion>,
+    ) -> Result<(), NodeError>;
 }
 
 pub(crate) struct ApplyTask<S> {
@@ -181,10 +187,18 @@ impl<S: Application> ApplyTask<S> {
 }
 
 impl<S: Application> InlineApply for Mutex<ApplyTask<S>> {
-    fn apply_now(&self, seq: u64, entries: Vec<Entry>) -> Result<(), NodeError> {
+    fn apply_now(
+        &self,
+        seq: u64,
+        entries: Vec<Entry>,
+        completions: &UnboundedSender<Completion>,
+    ) -> Result<(), NodeError> {
         let mut task = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         assert_eq!(task.next_seq, seq, "applied inline only when nothing is ahead of it");
-        task.carry_out(ApplyCommand::Entries(entries))
+        let thread_completions = std::mem::replace(&mut task.completions, completions.clone());
+        let result = task.carry_out(ApplyCommand::Entries(entries));
+        task.completions = thread_completions;
+        result
     }
 }
 

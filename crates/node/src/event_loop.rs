@@ -46,6 +46,9 @@ pub(crate) struct EventLoop {
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) inbound: mpsc::Receiver<Envelope>,
     pub(crate) completions: mpsc::UnboundedReceiver<Completion>,
+    /// Where the storage and apply code reports what the loop carried out itself: read with
+    /// `try_recv` only, never awaited, so reporting does not wake the loop's own task.
+    pub(crate) inline_completions: (mpsc::UnboundedSender<Completion>, mpsc::UnboundedReceiver<Completion>),
     pub(crate) storage: StorageQueue,
     /// The storage thread's state, for a follower's writes carried out here.
     pub(crate) shared_storage: SharedStorage,
@@ -333,7 +336,7 @@ impl EventLoop {
     /// released in this same batch.
     fn persist_now(&mut self, write: d_engine_core::PersistRequest) -> Result<(), NodeError> {
         let mut storage = self.shared_storage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        storage.persist_now(write).map_err(|error| {
+        storage.persist_now(write, &self.inline_completions.0).map_err(|error| {
             tracing::error!(%error, "storage failed; the node stops");
             NodeError::Storage(error)
         })?;
@@ -343,7 +346,11 @@ impl EventLoop {
 
     /// Takes every completion already reported.
     fn take_completions(&mut self) -> Result<(), NodeError> {
+        // The threads' first: what the loop carries out itself comes after all of theirs.
         while let Ok(completion) = self.completions.try_recv() {
+            self.on_completion(completion)?;
+        }
+        while let Ok(completion) = self.inline_completions.1.try_recv() {
             self.on_completion(completion)?;
         }
         Ok(())
@@ -391,7 +398,7 @@ impl EventLoop {
     /// the apply thread or the storage thread's apply path.
     fn apply_deferred(&mut self) -> Result<(), NodeError> {
         let Some((seq, entries)) = self.deferred_apply.take() else { return Ok(()) };
-        self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
+        self.inline_apply.apply_now(seq, entries, &self.inline_completions.0).inspect_err(|error| {
             tracing::error!(%error, "the state machine failed; the node stops");
         })?;
         self.take_completions()

@@ -110,9 +110,17 @@ impl StorageTask {
     }
 
     /// Carries out one write of the core here and now, as the thread would (see the module
-    /// docs): only when nothing is queued ahead of it.
-    pub(crate) fn persist_now(&mut self, write: PersistRequest) -> Result<(), StorageError> {
-        self.carry_out(&mut vec![StorageCommand::Persist(write)]).map(drop)
+    /// docs): only when nothing is queued ahead of it. Its completion goes to `completions`
+    /// (the caller's), not to the thread's channel.
+    pub(crate) fn persist_now(
+        &mut self,
+        write: PersistRequest,
+        completions: &UnboundedSender<Completion>,
+    ) -> Result<(), StorageError> {
+        let thread_completions = std::mem::replace(&mut self.completions, completions.clone());
+        let result = self.carry_out(&mut vec![StorageCommand::Persist(write)]).map(drop);
+        self.completions = thread_completions;
+        result
     }
 
     /// Carries out `group` in order, after taking back a finished snapshot save, then syncs
@@ -376,9 +384,27 @@ mod tests {
         }
         assert_eq!(reported.last(), Some(&50), "idle, yet the last write's completion was not sent: {reported:?}");
 
-        shared.lock().unwrap().persist_now(write(51, 51)).unwrap();
-        assert!(matches!(completions.try_recv(), Ok(Completion::Persisted(WriteId(51)))), "reported at once");
+        // Reported to the caller's channel (one the loop never awaits, so the report does not
+        // wake the loop's own task), not to the thread's.
+        let (inline_tx, mut inline) = tokio::sync::mpsc::unbounded_channel();
+        shared.lock().unwrap().persist_now(write(51, 51), &inline_tx).unwrap();
+        assert!(matches!(inline.try_recv(), Ok(Completion::Persisted(WriteId(51)))), "reported at once");
+        assert!(completions.try_recv().is_err(), "nothing on the thread's channel");
         assert_eq!(shared.lock().unwrap().log.last_log_id().unwrap(), LogId::new(1, 51), "after the 50 queued ones");
+
+        // The thread's own writes report to its channel again.
+        queue.send(StorageCommand::Persist(write(52, 52)));
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match completions.try_recv() {
+                Ok(Completion::Persisted(WriteId(52))) => break,
+                Ok(_) | Err(_) => {
+                    assert!(Instant::now() < deadline, "the thread's write was not reported on its channel");
+                    std::thread::yield_now();
+                }
+            }
+        }
+        assert!(inline.try_recv().is_err(), "nor on the caller's");
 
         queue.send(StorageCommand::Stop);
         thread.join().unwrap();
