@@ -36,14 +36,10 @@ pub(crate) type SharedApply<S> = Arc<Mutex<ApplyTask<S>>>;
 /// thread's state (the state machine type erased).
 pub(crate) trait InlineApply: Send + Sync {
     /// Applies `entries` as the command with sequence number `seq`, which must be the next
-    /// one: the thread has nothing queued or in hand. The completion goes to `completions`
-    /// (the caller's), not to the thread's channel.
-    fn apply_now(
-        &self,
-        seq: u64,
-        entries: Vec<Entry>,
-        completions: &UnboundedSender<Completion>,
-    ) -> Result<(), NodeError>;
+    /// one: the thread has nothing queued or in hand. Returns the index applied through (if
+    /// any entry was left to apply) to the caller instead of reporting it on the thread's
+    /// channel (which the event loop awaits: a report there would wake the loop's own task).
+    fn apply_now(&self, seq: u64, entries: Vec<Entry>) -> Result<Option<LogIndex>, NodeError>;
 }
 
 pub(crate) struct ApplyTask<S> {
@@ -81,21 +77,23 @@ impl<S: Application> ApplyTask<S> {
         Ok((thread, shared))
     }
 
-    fn carry_out(&mut self, command: ApplyCommand) -> Result<(), NodeError> {
+    /// Carries out `command`; returns the index applied through when it applied entries,
+    /// for the caller to report.
+    fn carry_out(&mut self, command: ApplyCommand) -> Result<Option<LogIndex>, NodeError> {
         self.next_seq += 1;
         match command {
             ApplyCommand::Entries(entries) => self.apply(entries),
-            ApplyCommand::BuildSnapshot => self.build_snapshot(),
-            ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
+            ApplyCommand::BuildSnapshot => self.build_snapshot().map(|()| None),
+            ApplyCommand::InstallSnapshot(snapshot) => self.install_snapshot(snapshot).map(|()| None),
         }
     }
 
-    fn apply(&mut self, mut entries: Vec<Entry>) -> Result<(), NodeError> {
+    fn apply(&mut self, mut entries: Vec<Entry>) -> Result<Option<LogIndex>, NodeError> {
         let mut state_machine = self.state_machine.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Entries a snapshot installed meanwhile already covers are skipped.
         let applied = state_machine.last_applied().index;
         entries.retain(|entry| entry.log_id.index > applied);
-        let Some(last) = entries.last().map(|entry| entry.log_id.index) else { return Ok(()) };
+        let Some(last) = entries.last().map(|entry| entry.log_id.index) else { return Ok(None) };
         assert_eq!(entries[0].log_id.index, applied.next(), "entries are applied in order, without gaps");
         let spans = self.traces.spans_for(Stage::Apply, &entries);
         let outputs = state_machine.apply(&entries)?;
@@ -105,8 +103,7 @@ impl<S: Application> ApplyTask<S> {
         assert_eq!(outputs.len(), entries.len(), "the state machine returns one output per entry");
         self.answer(&entries, outputs);
         self.applied.send_replace(last);
-        let _ = self.completions.send(Completion::Applied(last));
-        Ok(())
+        Ok(Some(last))
     }
 
     fn answer(&self, entries: &[Entry], outputs: Vec<bytes::Bytes>) {
@@ -187,18 +184,10 @@ impl<S: Application> ApplyTask<S> {
 }
 
 impl<S: Application> InlineApply for Mutex<ApplyTask<S>> {
-    fn apply_now(
-        &self,
-        seq: u64,
-        entries: Vec<Entry>,
-        completions: &UnboundedSender<Completion>,
-    ) -> Result<(), NodeError> {
+    fn apply_now(&self, seq: u64, entries: Vec<Entry>) -> Result<Option<LogIndex>, NodeError> {
         let mut task = self.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         assert_eq!(task.next_seq, seq, "applied inline only when nothing is ahead of it");
-        let thread_completions = std::mem::replace(&mut task.completions, completions.clone());
-        let result = task.carry_out(ApplyCommand::Entries(entries));
-        task.completions = thread_completions;
-        result
+        task.carry_out(ApplyCommand::Entries(entries))
     }
 }
 
@@ -218,6 +207,9 @@ fn run<S: Application>(
         let mut task = lock();
         while let Some(command) = early.remove(&task.next_seq) {
             let result = task.carry_out(command);
+            if let Ok(Some(applied)) = result {
+                let _ = task.completions.send(Completion::Applied(applied));
+            }
             // After its completion is sent: an empty backlog means everything is reported.
             backlog.done(1);
             if let Err(error) = result {

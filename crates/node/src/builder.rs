@@ -214,7 +214,6 @@ impl<S: Application> NodeBuilder<S> {
             requests: requests_rx,
             inbound: inbound_rx,
             completions: completions_rx,
-            inline_completions: mpsc::unbounded_channel(),
             storage: storage_queue,
             shared_storage,
             apply: apply_tx,

@@ -46,9 +46,6 @@ pub(crate) struct EventLoop {
     pub(crate) requests: mpsc::Receiver<Request>,
     pub(crate) inbound: mpsc::Receiver<Envelope>,
     pub(crate) completions: mpsc::UnboundedReceiver<Completion>,
-    /// Where the storage and apply code reports what the loop carried out itself: read with
-    /// `try_recv` only, never awaited, so reporting does not wake the loop's own task.
-    pub(crate) inline_completions: (mpsc::UnboundedSender<Completion>, mpsc::UnboundedReceiver<Completion>),
     pub(crate) storage: StorageQueue,
     /// The storage thread's state, for a follower's writes carried out here.
     pub(crate) shared_storage: SharedStorage,
@@ -332,25 +329,23 @@ impl EventLoop {
     }
 
     /// Writes and syncs `write` on this thread (nothing is queued ahead of it), then takes
-    /// its completion, and any other already there, at once: the messages it held are
-    /// released in this same batch.
+    /// the completions already there and its own at once: the messages it held are released
+    /// in this same batch.
     fn persist_now(&mut self, write: d_engine_core::PersistRequest) -> Result<(), NodeError> {
         let mut storage = self.shared_storage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        storage.persist_now(write, &self.inline_completions.0).map_err(|error| {
+        let durable = storage.persist_now(write).map_err(|error| {
             tracing::error!(%error, "storage failed; the node stops");
             NodeError::Storage(error)
         })?;
         drop(storage);
-        self.take_completions()
+        // The thread's completions, all in the channel, came before this write.
+        self.take_completions()?;
+        self.on_completion(Completion::Persisted(durable))
     }
 
     /// Takes every completion already reported.
     fn take_completions(&mut self) -> Result<(), NodeError> {
-        // The threads' first: what the loop carries out itself comes after all of theirs.
         while let Ok(completion) = self.completions.try_recv() {
-            self.on_completion(completion)?;
-        }
-        while let Ok(completion) = self.inline_completions.1.try_recv() {
             self.on_completion(completion)?;
         }
         Ok(())
@@ -398,10 +393,15 @@ impl EventLoop {
     /// the apply thread or the storage thread's apply path.
     fn apply_deferred(&mut self) -> Result<(), NodeError> {
         let Some((seq, entries)) = self.deferred_apply.take() else { return Ok(()) };
-        self.inline_apply.apply_now(seq, entries, &self.inline_completions.0).inspect_err(|error| {
+        let applied = self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
             tracing::error!(%error, "the state machine failed; the node stops");
         })?;
-        self.take_completions()
+        // The thread's completions, all in the channel, came before this batch.
+        self.take_completions()?;
+        match applied {
+            Some(index) => self.on_completion(Completion::Applied(index)),
+            None => Ok(()),
+        }
     }
 
     fn send_to_apply(&mut self, command: ApplyCommand) -> Result<(), NodeError> {

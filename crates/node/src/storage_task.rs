@@ -110,22 +110,18 @@ impl StorageTask {
     }
 
     /// Carries out one write of the core here and now, as the thread would (see the module
-    /// docs): only when nothing is queued ahead of it. Its completion goes to `completions`
-    /// (the caller's), not to the thread's channel.
-    pub(crate) fn persist_now(
-        &mut self,
-        write: PersistRequest,
-        completions: &UnboundedSender<Completion>,
-    ) -> Result<(), StorageError> {
-        let thread_completions = std::mem::replace(&mut self.completions, completions.clone());
-        let result = self.carry_out(&mut vec![StorageCommand::Persist(write)]).map(drop);
-        self.completions = thread_completions;
-        result
+    /// docs): only when nothing is queued ahead of it. Returns the write, durable, to the
+    /// caller instead of reporting it on the thread's channel (which the event loop awaits:
+    /// a report there would wake the loop's own task).
+    pub(crate) fn persist_now(&mut self, write: PersistRequest) -> Result<WriteId, StorageError> {
+        let id = write.id;
+        self.carry_out(&mut vec![StorageCommand::Persist(write)])?;
+        Ok(id)
     }
 
     /// Carries out `group` in order, after taking back a finished snapshot save, then syncs
-    /// once and reports the last write durable.
-    fn carry_out(&mut self, group: &mut Vec<StorageCommand>) -> Result<Continue, StorageError> {
+    /// once; the last write, durable, is for the caller to report.
+    fn carry_out(&mut self, group: &mut Vec<StorageCommand>) -> Result<Carried, StorageError> {
         self.finish_save(false)?;
         let mut last_write: Option<WriteId> = None;
         let mut writes = 0u32;
@@ -190,7 +186,7 @@ impl StorageTask {
                 StorageCommand::Stop => stop = true,
             }
         }
-        if let Some(id) = last_write {
+        if last_write.is_some() {
             let sync_started = Instant::now();
             self.log.sync()?;
             self.metrics.storage_sync.record(sync_started.elapsed());
@@ -199,9 +195,8 @@ impl StorageTask {
             if let Some((first, last)) = written {
                 self.traces.synced(first, last);
             }
-            self.report(Completion::Persisted(id));
         }
-        Ok(if stop { Continue::No } else { Continue::Yes })
+        Ok(Carried { durable: last_write, stop })
     }
 
     /// Starts writing a built snapshot on a thread of its own (after any earlier save).
@@ -285,12 +280,15 @@ fn run(
         let taken = group.len();
         let mut task = lock();
         let carried = task.carry_out(&mut group);
+        if let Ok(Carried { durable: Some(id), .. }) = carried {
+            task.report(Completion::Persisted(id));
+        }
         drop(task);
         // After the completions are sent: an idle queue means they are all in the channel.
         backlog.done(taken);
         match carried {
-            Ok(Continue::Yes) => {}
-            Ok(Continue::No) => break,
+            Ok(Carried { stop: false, .. }) => {}
+            Ok(Carried { stop: true, .. }) => break,
             Err(error) => {
                 tracing::error!(%error, "storage failed; the node stops");
                 let _ = lock().completions.send(Completion::Failed(NodeError::Storage(error)));
@@ -309,9 +307,12 @@ fn run(
     }
 }
 
-enum Continue {
-    Yes,
-    No,
+/// What carrying out a group came to.
+struct Carried {
+    /// The last write of the group, now durable.
+    durable: Option<WriteId>,
+    /// The group held `Stop`.
+    stop: bool,
 }
 
 /// Carries out one write of the core, in the order its fields document: hard state,
@@ -384,11 +385,10 @@ mod tests {
         }
         assert_eq!(reported.last(), Some(&50), "idle, yet the last write's completion was not sent: {reported:?}");
 
-        // Reported to the caller's channel (one the loop never awaits, so the report does not
-        // wake the loop's own task), not to the thread's.
-        let (inline_tx, mut inline) = tokio::sync::mpsc::unbounded_channel();
-        shared.lock().unwrap().persist_now(write(51, 51), &inline_tx).unwrap();
-        assert!(matches!(inline.try_recv(), Ok(Completion::Persisted(WriteId(51)))), "reported at once");
+        // Returned to the caller, durable, and not reported on the thread's channel (the
+        // event loop awaits that one: a report there would wake the loop's own task).
+        let durable = shared.lock().unwrap().persist_now(write(51, 51)).unwrap();
+        assert_eq!(durable, WriteId(51), "durable when it returns");
         assert!(completions.try_recv().is_err(), "nothing on the thread's channel");
         assert_eq!(shared.lock().unwrap().log.last_log_id().unwrap(), LogId::new(1, 51), "after the 50 queued ones");
 
@@ -404,7 +404,6 @@ mod tests {
                 }
             }
         }
-        assert!(inline.try_recv().is_err(), "nor on the caller's");
 
         queue.send(StorageCommand::Stop);
         thread.join().unwrap();
