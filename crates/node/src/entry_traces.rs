@@ -14,7 +14,8 @@
 //! under each registered entry it writes and closes it after the sync; the apply thread does
 //! the same with `apply`. An entry leaves the registry once applied (a follower's
 //! `replicate` span ends when the entry is durable; the entry stays, marked durable, so that
-//! a retransmitted append does not trace it twice), or when the registry is full (oldest
+//! a retransmitted append does not trace it twice; one applied before it was durable here
+//! stays until it is), or when the registry is full (oldest
 //! first).
 //!
 //! Only traced requests pay: [`EntryTraces::is_empty`] is one atomic load, and untraced
@@ -118,14 +119,18 @@ impl EntryTraces {
         }
     }
 
-    /// Entries up to `last` are applied: nothing more is traced for them.
+    /// Entries up to `last` are applied: nothing more is traced for them — except a
+    /// follower's entries not yet durable here (a follower applies what the leader committed,
+    /// possibly before its own write of it is synced): their `storage_sync` span is still to
+    /// come. They leave at the first `applied` after [`Self::synced`].
     pub(crate) fn applied(&self, last: LogIndex) {
         if self.is_empty() {
             return;
         }
         let mut held = self.lock();
         let later = held.split_off(&last.next());
-        *held = later;
+        let done = std::mem::replace(&mut *held, later);
+        held.extend(done.into_iter().filter(|(_, traced)| matches!(traced.replicated, Some((_, false)))));
         self.held.store(held.len(), Ordering::Relaxed);
     }
 
@@ -214,5 +219,23 @@ mod tests {
 
         traces.applied(LogIndex(5));
         assert!(traces.is_empty(), "applied entries leave the registry");
+    }
+
+    /// A follower may apply an entry the leader committed before its own write of it is
+    /// synced (its event loop applies small batches itself while the storage thread is
+    /// busy): the entry's `storage_sync` span is still made.
+    #[test]
+    fn a_follower_applying_an_entry_before_it_is_durable_still_traces_its_sync() {
+        let _subscriber = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
+        );
+        let traces = EntryTraces::new(NodeId(2));
+        traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
+        traces.applied(LogIndex(5));
+        assert_eq!(traces.spans_for(Stage::StorageSync, &[entry(5)]).len(), 1, "applied, not yet durable: traced");
+
+        traces.synced(LogIndex(5), LogIndex(5));
+        traces.applied(LogIndex(6));
+        assert!(traces.is_empty(), "durable and applied: gone");
     }
 }
