@@ -90,14 +90,14 @@
 //! (which replay reads as the end of the data, like the zeros written ahead of need). The
 //! first sync after the current segment reached [`WalOptions::segment_bytes`] (64 MiB by
 //! default) creates the next segment instead, with the batch after its start record, and
-//! fsyncs the directory before it returns. Each time a batch passes the zeros written ahead of it, the same
-//! sync writes [`WalOptions::preallocate_bytes`] (1 MiB) more zeros after it: the
-//! following syncs overwrite blocks that already exist, so their `fdatasync` flushes
-//! data only, not the file's size. After a sync has made a purge durable, the segments
-//! that hold only purged entries (every segment before the first one started after the
-//! purged entry) are removed and the directory fsynced. A failed write or sync leaves
-//! what is durable unknown: the store then refuses every call until it is reopened
-//! (fail closed).
+//! fsyncs the directory before it returns. Each time a batch passes the zeros written ahead
+//! of it, the same sync writes [`WalOptions::preallocate_bytes`] (1 MiB) more zeros after
+//! it: the following syncs overwrite blocks that already exist, so their `fdatasync`
+//! flushes data only, not the file's size. After a sync has made a purge durable, the
+//! segments that hold only purged entries (every segment before the first one started after
+//! the purged entry) are removed and the directory fsynced. A failed write or sync leaves
+//! what is durable unknown: the store then refuses every call until it is reopened (fail
+//! closed).
 //!
 //! # Recovery
 //! Opening replays every segment in sequence order, checking that the sequence numbers
