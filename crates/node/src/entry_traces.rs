@@ -199,14 +199,18 @@ mod tests {
         Entry { log_id: LogId { term: Term(1), index: LogIndex(index) }, payload: EntryPayload::Command("x".into()) }
     }
 
+    /// Any subscriber that records spans, for this thread: the registry makes none without one.
+    fn recording_spans() -> tracing::subscriber::DefaultGuard {
+        tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
+        )
+    }
+
     const LEADERS: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[test]
     fn a_follower_traces_a_retransmitted_entry_once_and_stops_tracing_it_once_durable() {
-        // Any subscriber that records spans: the registry makes none without one.
-        let _subscriber = tracing::subscriber::set_default(
-            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
-        );
+        let _subscriber = recording_spans();
         let traces = EntryTraces::new(NodeId(2));
         traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
         traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
@@ -226,9 +230,7 @@ mod tests {
     /// busy): the entry's `storage_sync` span is still made.
     #[test]
     fn a_follower_applying_an_entry_before_it_is_durable_still_traces_its_sync() {
-        let _subscriber = tracing::subscriber::set_default(
-            tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
-        );
+        let _subscriber = recording_spans();
         let traces = EntryTraces::new(NodeId(2));
         traces.incoming(NodeId(1), vec![(LogIndex(5), LEADERS.to_owned())]);
         traces.applied(LogIndex(5));
