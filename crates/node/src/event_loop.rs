@@ -375,9 +375,8 @@ impl EventLoop {
             }
             Some(entries) => self.send_to_apply(ApplyCommand::Entries(entries))?,
             None => {
-                self.apply_deferred()?;
                 self.entries.discard_through(last);
-                let seq = self.next_apply_seq();
+                let seq = self.next_apply_seq()?;
                 self.to_storage(StorageCommand::Apply { first, last, seq });
             }
         }
@@ -389,8 +388,8 @@ impl EventLoop {
     }
 
     /// Applies the batch [`Self::apply_entries`] set aside, if any: a leader's at once, a
-    /// follower's when the core's outputs are drained or before anything else is handed to
-    /// the apply thread or the storage thread's apply path.
+    /// follower's when the core's outputs are drained or when a later command takes its
+    /// sequence number ([`Self::next_apply_seq`]).
     fn apply_deferred(&mut self) -> Result<(), NodeError> {
         let Some((seq, entries)) = self.deferred_apply.take() else { return Ok(()) };
         let applied = self.inline_apply.apply_now(seq, entries).inspect_err(|error| {
@@ -405,18 +404,20 @@ impl EventLoop {
     }
 
     fn send_to_apply(&mut self, command: ApplyCommand) -> Result<(), NodeError> {
-        // In sequence: a batch waiting to be applied here goes first.
-        self.apply_deferred()?;
-        let seq = self.next_apply_seq();
+        let seq = self.next_apply_seq()?;
         // The apply thread ends only after the event loop, or on a failure reported as a completion.
         let _ = self.apply.send((seq, command));
         Ok(())
     }
 
-    /// The sequence number of a command for the apply thread, counted in its backlog.
-    fn next_apply_seq(&mut self) -> u64 {
+    /// The sequence number of a command for the apply thread (sent to it, or to the storage
+    /// thread's apply path), counted in its backlog. A batch set aside to be applied here
+    /// holds the sequence number before it: it is applied first, so that the thread, which
+    /// carries commands out in sequence, never waits for it.
+    fn next_apply_seq(&mut self) -> Result<u64, NodeError> {
+        self.apply_deferred()?;
         self.apply_backlog.add();
-        self.take_apply_seq()
+        Ok(self.take_apply_seq())
     }
 
     /// The next apply sequence number.
