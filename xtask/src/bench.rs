@@ -658,13 +658,8 @@ fn report_markdown(args: &BenchArgs, results: &[WorkloadResult], memory: &str, e
             binary.display()
         );
     }
-    let baseline = if args.observability {
-        System::DEngineObserved
-    } else if args.baseline_server.is_some() {
-        System::DEngineBaseline
-    } else {
-        System::Etcd
-    };
+    // The system the workloads ran against besides d-engine (etcd's columns, empty, when none did).
+    let baseline = results.iter().find_map(WorkloadResult::baseline).unwrap_or(System::Etcd);
     if !results.is_empty() {
         let other = baseline.name();
         let _ = writeln!(
@@ -826,6 +821,20 @@ mod tests {
         let table = workload_table(&result);
         assert!(table.contains("d-engine / baseline throughput: **1.10**"), "{table}");
         assert!(table.contains("d-engine / baseline server CPU per operation: **0.90**"), "{table}");
+        let args = BenchArgs {
+            vs_etcd: false,
+            baseline_server: Some(PathBuf::from("/tmp/d-engine-kv.old")),
+            observability: false,
+            sample_ratio: 1.0,
+            quick: false,
+            workloads: Vec::new(),
+            total: None,
+            report_dir: None,
+            rounds: 1,
+        };
+        let report = report_markdown(&args, &[result], "", 1.0);
+        assert!(report.contains("| workload | d-engine ops/s | baseline ops/s | ratio |"), "{report}");
+        assert!(report.contains("| put-1x1 | 1100 | 1000 | 1.10 |"), "{report}");
     }
 
     #[test]
